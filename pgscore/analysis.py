@@ -7,7 +7,6 @@ language as the group, and Spearman of PG-Score against a language property.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -103,6 +102,7 @@ class MixedEffects:
     n: int
     n_groups: int
     converged: bool
+    group: str = "language"  # the random-intercept grouping
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -297,7 +297,22 @@ def mixed_effects(
         n=len(data),
         n_groups=int(n_groups),
         converged=converged,
+        group=group,
     )
+
+
+def mixed_effects_by_teacher(scored: pd.DataFrame, property_col: str, value: str = "pg_score") -> MixedEffects:
+    """The paper's fit (§4.1): value ~ 1 + property, random intercept per *teacher*, one row per teacher x
+    language x trial (trials are not averaged first: they are the within-teacher replicates).
+
+    Dataset-level rows (``method == "all"``) are used when the table has per-method rows too. Beside
+    ``mixed_effects(..., group="language")`` (today's default, a random intercept per language); see
+    docs/evaluation.md for when each answers which question.
+    """
+    data = scored
+    if "method" in data and (data["method"] == "all").any():
+        data = data[data["method"] == "all"]
+    return mixed_effects(data, property_col, group="teacher", value=value)
 
 
 def language_property_correlation(
@@ -313,21 +328,7 @@ def language_property_correlation(
 
 
 # ------------------------------------------------------------------------------------- metadata
-def normalize_name(name) -> str:
-    """Lower-case alphanumerics only: 'Gemma 3 27B Inst.' == 'gemma-3-27b-inst'."""
-    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
-
-
-_TEACHER_SUFFIX = re.compile(r"(instruct|inst|it|chat)$")
-
-
-def normalize_teacher(name) -> str:
-    """Teacher key: the model id without org prefix and instruct suffix, lower-case alphanumerics.
-
-    'google/gemma-3-27b-it', 'Gemma 3 27B Inst.' and 'gemma-3-27b-instruct' all give 'gemma327b'.
-    """
-    base = str(name).strip().rsplit("/", 1)[-1]
-    return _TEACHER_SUFFIX.sub("", normalize_name(base))
+from pgscore.families import normalize_name, normalize_teacher  # noqa: E402,F401  (model-name keys live there)
 
 
 def _normalizer(on: str):

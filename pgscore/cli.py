@@ -34,6 +34,9 @@ COMMAND_MODULES = (
     "recommend",
     "screen",
     "ledger",
+    "plan",
+    "push",
+    "doctor",
 )
 
 

@@ -6,12 +6,13 @@ Each stage owns its section model (``pgscore/<stage>/config.py``); this module a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pgscore.errors import PgScoreError
+from pgscore.engine import EngineConfig
 from pgscore.evaluation.config import EvaluationConfig
 from pgscore.metrics.config import MetricsConfig
 from pgscore.models.base import ModelSpec, SamplingParams
@@ -40,6 +41,8 @@ class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     weight: float = Field(0.5, ge=0.0, le=1.0)  # lambda: PG = w*PGR + (1-w)*Z
+    # lenient: keep a PGR whose reference-base gap is inside 2 SE (flagged pgr_reliable=false); strict: blank it
+    pgr_guard: Literal["lenient", "strict"] = "lenient"
 
 
 class Experiment(BaseModel):
@@ -55,21 +58,19 @@ class Experiment(BaseModel):
     student: StudentConfig = Field(default_factory=StudentConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    engine: EngineConfig | None = None  # where model calls run (pgscore/engine.py); None = this process
 
     @field_validator("languages")
     @classmethod
     def _check_languages(cls, v: list[str]) -> list[str]:
-        import langcodes
+        from pgscore.languages import experiment_tag
 
         out = []
         for code in v:
             try:
-                tag = langcodes.standardize_tag(code)
-            except (ValueError, langcodes.tag_parser.LanguageTagError):
-                raise ValueError(f"not a language code: {code!r}")
-            if not langcodes.Language.get(tag).is_valid():
-                raise ValueError(f"not a language code: {code!r}")
-            out.append(tag)
+                out.append(experiment_tag(code))
+            except PgScoreError as exc:
+                raise ValueError(str(exc)) from None
         if len(set(out)) != len(out):
             raise ValueError("languages repeat")
         return out

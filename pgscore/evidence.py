@@ -8,16 +8,17 @@ Models for Multilingual Synthetic Data Generation" (arXiv 2604.11290).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import pandas as pd
 
 from pgscore.errors import PgScoreError
+from pgscore.families import ModelInfo, model_family, model_size_b, parse_model_name  # noqa: F401 (re-exported)
 from pgscore.paths import resource
 
-CITATION = "Miranda, Vulić, Korhonen 2026, arXiv 2604.11290"
+# The one citation string of the method (reports, recommendations, model cards point here).
+CITATION = "Miranda, Vulić, Korhonen 2026, Polyglot Teachers, arXiv 2604.11290"
 
 PAPER_TABLES = (
     "pg_scores_by_language.csv",
@@ -31,23 +32,6 @@ PAPER_TABLES = (
     "filbench_tagalog.csv",
 )
 
-# Model families recognised in names; order matters (first match wins).
-_FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("gemma", r"gemma"),
-    ("llama", r"llama"),
-    ("qwen", r"qwen|qwq"),
-    ("olmo", r"olmo"),
-    ("cohere", r"aya|command[\s_-]?[ar]|cohere|\bcommand\b"),
-    ("gpt", r"gpt|openai|\bo[134](-mini)?\b"),
-    ("granite", r"granite"),
-    ("mistral", r"mistral|ministral|mixtral"),
-    ("smollm", r"smollm"),
-    ("phi", r"\bphi"),
-    ("deepseek", r"deepseek"),
-    ("claude", r"claude"),
-)
-
-
 @lru_cache(maxsize=None)
 def paper_table(name: str) -> pd.DataFrame:
     """One shipped table of the paper (pgscore/resources/paper_evidence/NAME)."""
@@ -57,65 +41,6 @@ def paper_table(name: str) -> pd.DataFrame:
     if not path.is_file():
         raise PgScoreError(f"paper evidence table missing from the install: {path}")
     return pd.read_csv(path)
-
-
-def model_family(name: str) -> str | None:
-    """Coarse model family from a display name or model id ('google/gemma-3-4b-pt' -> 'gemma')."""
-    low = str(name).lower()
-    for family, pattern in _FAMILY_PATTERNS:
-        if re.search(pattern, low):
-            return family
-    return None
-
-
-def model_size_b(name: str) -> float | None:
-    """Parameter count in billions parsed from a name ('Gemma 3 4B' -> 4.0, 'gemma3-270m' -> 0.27)."""
-    low = str(name).lower().replace("_", "-")
-    # "3.1 70b", "4b", "270m", "8x7b" (use the expert size product)
-    m = re.search(r"(\d+)x(\d+(?:\.\d+)?)\s*b\b", low)
-    if m:
-        return float(m.group(1)) * float(m.group(2))
-    m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", low)
-    if not m:
-        return None
-    value = float(m.group(1))
-    return value / 1000.0 if m.group(2) == "m" else value
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a name tells about a model."""
-
-    name: str
-    family: str | None
-    size_b: float | None
-    paper_name: str | None = None  # the matching teacher/student name in the paper's tables
-
-
-def _norm(s: str) -> str:
-    s = str(s).lower().split("/")[-1]
-    s = re.sub(r"\b(inst|instruct|it|pt|chat|base|hf)\b\.?", " ", s)
-    return re.sub(r"[^a-z0-9.]+", "", s)
-
-
-def parse_model_name(name: str, candidates: list[str] | None = None) -> ModelInfo:
-    """Parse a model name leniently and match it to one of ``candidates`` (paper names) if possible.
-
-    A candidate matches when family and size agree, or when the normalised names are equal.
-    """
-    family, size = model_family(name), model_size_b(name)
-    match = None
-    for cand in candidates or []:
-        if _norm(cand) == _norm(name):
-            match = cand
-            break
-    if match is None and family is not None:
-        for cand in candidates or []:
-            cf, cs = model_family(cand), model_size_b(cand)
-            if cf == family and cs is not None and size is not None and math.isclose(cs, size, rel_tol=0.05):
-                match = cand
-                break
-    return ModelInfo(name=str(name), family=family, size_b=size, paper_name=match)
 
 
 def paper_teachers() -> pd.DataFrame:
@@ -199,22 +124,10 @@ class LanguageProfile:
 
 
 def normalize_language(code: str) -> str:
-    """Standard BCP-47 tag for a language code or name ('Tagalog' -> 'tl'); bad input -> PgScoreError."""
-    import langcodes
+    """The code as the paper's tables spell it ('Tagalog' -> 'tl'): :func:`pgscore.languages.paper_code`."""
+    from pgscore.languages import paper_code
 
-    text = str(code).strip()
-    if not text:
-        raise PgScoreError("empty language code")
-    try:
-        lang = langcodes.Language.get(text, normalize=False)  # keep 'tl' as 'tl' (not 'fil')
-        if not lang.is_valid() or lang.language is None:
-            raise ValueError
-    except (ValueError, langcodes.tag_parser.LanguageTagError):
-        try:
-            lang = langcodes.find(text)
-        except LookupError:
-            raise PgScoreError(f"not a language code or name: {code!r}") from None
-    return lang.language
+    return paper_code(code)
 
 
 def language_profile(code: str) -> LanguageProfile:

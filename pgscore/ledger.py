@@ -178,15 +178,23 @@ def request_keys(spec_key: str, kind: str, params: SamplingParams | None, reques
 class CachedModel(LanguageModel):
     """A LanguageModel that serves stored results and sends only misses (in order) to ``model``.
 
+    It offers the :class:`LanguageModel` interface and nothing else (no attribute falls through to the
+    wrapped model: code that needs the backend itself, e.g. its tokenizer, asks ``cached.model``).
+
     ``stage`` and ``label`` (default: the model's ``backend:model``) name the rows in ``ledger.stats()``.
+    ``identity`` replaces ``spec.key()`` in the ledger keys where the spec alone does not pin the model
+    (a local folder that may be retrained: the stage context passes a fingerprint of its files).
+    ``owns_model=False``: ``close()`` leaves the wrapped model open (it is shared by the run's stages).
     """
 
     accepts_on_result = False  # results are committed here, not streamed further
 
     def __init__(self, model: LanguageModel, ledger: Ledger, stage: str = "default", label: str | None = None,
-                 chunk_size: int = 64) -> None:
+                 chunk_size: int = 64, identity: str | None = None, owns_model: bool = True) -> None:
         self.model, self.ledger, self.stage = model, ledger, stage
+        self.owns_model = owns_model  # False: the model is shared (the stage context closes it), close() leaves it
         self.spec = model.spec
+        self.identity = identity or model.spec.key()
         self.label = label or model.spec.short()
         self.chunk_size = max(1, int(chunk_size))
         self.hits = 0
@@ -195,13 +203,6 @@ class CachedModel(LanguageModel):
     @property
     def has_chat_template(self) -> bool:
         return self.model.has_chat_template
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything else (a tokenizer, backend-specific helpers) comes from the wrapped model, uncached."""
-        model = self.__dict__.get("model")
-        if model is None or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(model, name)
 
     @property
     def usage(self) -> Any:
@@ -214,12 +215,13 @@ class CachedModel(LanguageModel):
         return self.model.render_chat(conversation)
 
     def close(self) -> None:
-        self.model.close()
+        if self.owns_model:
+            self.model.close()
 
     def _run(self, kind: str, requests: Sequence[Any], params: SamplingParams | None,
              send: Callable[..., list[Any]], decode: Callable[[dict[str, Any]], Any],
              encode: Callable[[Any], tuple[dict[str, Any] | None, str | None, int, int, float]]) -> list[Any]:
-        keys = request_keys(self.spec.key(), kind, params, requests)
+        keys = request_keys(self.identity, kind, params, requests)
         found = self.ledger.get_many(keys)
         todo: dict[str, Any] = {}
         for k, req in zip(keys, requests):

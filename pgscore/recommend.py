@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pgscore.errors import PgScoreError
+from pgscore.synthesis.config import METHODS
 from pgscore.evidence import (
     CITATION,
     LanguageProfile,
@@ -32,7 +33,6 @@ from pgscore.evidence import (
 FAMILY_BONUS = 0.20  # the smallest family-matching gain in the paper's Table 14 (Gemma 3 27B -> Gemma 3 4B)
 N_EXAMPLES = 10_000
 N_SIMILAR = 3
-METHODS = ("generate", "translate", "respond")
 
 
 @dataclass
@@ -93,25 +93,22 @@ def _clean(obj):
 def load_own_scores(results_dirs: list[str | Path]) -> pd.DataFrame:
     """Scored rows (teacher, language, pg_score, n_trials, pg_score_std[, method]) from results folders.
 
-    Uses ``scored.parquet``; without it, scores ``metrics.parquet`` joined with ``extrinsic.parquet``.
-    Teacher families come from ``experiment.yaml`` where present.
+    Uses ``scored.parquet``; without it, scores the folder (``ResultsFolder.scored``: metrics joined with
+    extrinsic, undefined PGR kept as NaN). Teacher families come from ``experiment.yaml`` where present.
     """
-    from pgscore.io import read_table
+    from pgscore.results import ResultsFolder
 
     parts = []
     for d in results_dirs:
-        p = Path(d)
-        if not p.is_dir():
-            raise PgScoreError(f"results folder not found: {p}")
-        if (p / "scored.parquet").is_file():
-            df = read_table(p / "scored.parquet")
-        elif (p / "metrics.parquet").is_file() and (p / "extrinsic.parquet").is_file():
-            df = score_results_dir(p)
-        else:
-            raise PgScoreError(f"{p} has no scored.parquet (nor metrics.parquet + extrinsic.parquet); run `pgscore score`")
-        df = df.copy()
-        df["results_dir"] = str(p)
-        df["teacher_model"] = df["teacher"].map(_experiment_models(p)).fillna(df["teacher"])
+        folder = ResultsFolder(d).require_dir()
+        if folder.saved_scored() is None and not (folder.metrics_path.is_file() and folder.extrinsic_path.is_file()):
+            raise PgScoreError(f"{folder.root} has no scored.parquet (nor metrics.parquet + extrinsic.parquet); "
+                               "run `pgscore score`")
+        df, _ = folder.scored_or_saved()
+        df = df.dropna(subset=["pg_score"]).copy()  # undefined PG-Scores are no evidence
+        df["results_dir"] = str(folder.root)
+        models = _experiment_models(folder)
+        df["teacher_model"] = [models.get(str(t), str(t)) for t in df["teacher"]]
         parts.append(df)
     if not parts:
         return pd.DataFrame(columns=["teacher", "language", "pg_score"])
@@ -119,36 +116,18 @@ def load_own_scores(results_dirs: list[str | Path]) -> pd.DataFrame:
 
 
 def score_results_dir(p: Path) -> pd.DataFrame:
-    """scoring.score_table on metrics (method ``all``) joined with extrinsic; per-method rows kept apart."""
-    from pgscore.io import read_table
-    from pgscore.scoring import score_table
+    """A results folder scored from metrics + extrinsic (``ResultsFolder.scored``)."""
+    from pgscore.results import ResultsFolder
 
-    metrics = read_table(p / "metrics.parquet")
-    ext = read_table(p / "extrinsic.parquet")
-    keys = ["teacher", "language", "trial"]
-    ext_cols = [c for c in ("pgr", "student_score", "base_score", "reference_score") if c in ext.columns]
-    ext = ext.groupby(keys, as_index=False)[ext_cols].mean()
-    if "method" in metrics.columns:
-        metrics = metrics[metrics["method"].astype(str) == "all"].drop(columns="method")
-    joined = metrics.merge(ext, on=keys, how="inner")
-    if joined.empty:
-        raise PgScoreError(f"{p}: metrics and extrinsic share no teacher × language × trial rows")
-    return score_table(joined)
+    return ResultsFolder(p).scored()
 
 
-def _experiment_models(p: Path) -> dict[str, str]:
+def _experiment_models(folder) -> dict[str, str]:
     """teacher name -> 'family or model id' from experiment.yaml (for family parsing)."""
-    import yaml
+    from pgscore.results import ResultsFolder
 
-    f = p / "experiment.yaml"
-    if not f.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        return {}
     out = {}
-    for t in raw.get("teachers", []) or []:
+    for t in ResultsFolder(folder).experiment().get("teachers", []) or []:
         if isinstance(t, dict) and "name" in t:
             model = t.get("model")
             model = model.get("model", "") if isinstance(model, dict) else str(model or "")

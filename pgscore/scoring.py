@@ -24,7 +24,15 @@ KEY_COLUMNS = ("teacher", "language")
 OPTIONAL_KEYS = ("student", "method")
 DEFAULT_WEIGHT = 0.5
 Z_COLUMNS = ("z_prompt_diversity", "z_response_diversity", "z_judge_score", "z_neg_log1p_perplexity")
-DERIVED = ("intrinsic_z", "pg_score", "n_trials", "pg_score_std", *Z_COLUMNS)
+Z_NAMES = dict(zip(Z_COLUMNS, ("prompt_diversity", "response_diversity", "judge_score", "perplexity")))
+INTERVAL_COLUMNS = tuple(f"{x}_{s}" for x in ("prompt_diversity", "response_diversity", "perplexity", "judge_score",
+                                               "intrinsic_z", "pgr", "pg_score") for s in ("low", "high"))
+UNCERTAINTY_COLUMNS = (*INTERVAL_COLUMNS, "interval_source", "p_best", "mean_pg_low", "mean_pg_high",
+                       "p_best_overall", "n_resamples")
+# pgr_low / pgr_high are also inputs (extrinsic.parquet, contract 1): re-scoring keeps them as the PGR's interval
+DERIVED = ("intrinsic_z", "pg_score", "n_trials", "pg_score_std", "z_components", *Z_COLUMNS,
+           *(c for c in UNCERTAINTY_COLUMNS if c not in ("pgr_low", "pgr_high")))
+PGR_GUARDS = ("lenient", "strict")
 
 
 # ---------------------------------------------------------------------------------------------- math
@@ -169,31 +177,97 @@ def validate_metrics(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- scoring
-def score_rows(df: pd.DataFrame, weight: float = DEFAULT_WEIGHT) -> pd.DataFrame:
-    """Per-row (per-trial) scores: the validated input plus z components, intrinsic_z and pg_score.
+def score_rows(df: pd.DataFrame, weight: float = DEFAULT_WEIGHT, *, pgr_guard: str = "lenient",
+               judge_excluded: dict | set | None = None) -> pd.DataFrame:
+    """Per-row (per-trial) scores: the validated input plus z components, intrinsic_z, z_components and
+    pg_score.
 
     z-scores are taken over all rows together; with a ``student`` column, over each student's rows
-    (the synthetic data, hence its intrinsic metrics, are shared between students).
+    (the synthetic data, hence its intrinsic metrics, are shared between students). ``pgr_guard``:
+    ``strict`` blanks the PGR of rows with ``pgr_reliable == False``; ``judge_excluded``: languages whose
+    judge failed calibration (their judge score is left out of Z, and out of the judge's mean/std).
     """
     _check_weight(weight)
     # Re-scoring a scored table: drop what this function derives (pgr, if present, is kept and reused).
     df = validate_metrics(df.drop(columns=[c for c in DERIVED if c in df.columns]))
+    return _finish(fill_reliability(df), weight, pgr_guard, judge_excluded)
+
+
+def fill_reliability(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``pgr_reliable`` where a table can tell: reference − base ≥ 2 × its SE, the SE from
+    ``base_se``/``reference_se`` (independent errors; sqrt of the sum of squares). Rows that cannot tell stay NA."""
+    if not {"base_se", "reference_se", "base_score", "reference_score"} <= set(df.columns):
+        return df
+    df = df.copy()
+    gap = df["reference_score"].astype(float) - df["base_score"].astype(float)
+    se = np.sqrt(pd.to_numeric(df["base_se"], errors="coerce") ** 2 + pd.to_numeric(df["reference_se"], errors="coerce") ** 2)
+    computed = pd.Series(np.where(se.notna() & gap.notna(), gap >= 2 * se, pd.NA), index=df.index, dtype="boolean")
+    if "pgr_reliable" in df.columns:
+        given = df["pgr_reliable"].astype("boolean")
+        df["pgr_reliable"] = given.fillna(computed)
+    else:
+        df["pgr_reliable"] = computed
+    flagged = df["pgr_reliable"].eq(False).fillna(False).to_numpy(dtype=bool)
+    if flagged.any():
+        note = (f"reference-base gap under 2 SE: PGR kept but unreliable (scoring.pgr_guard: lenient)")
+        old = df["pgr_note"].fillna("").astype(str) if "pgr_note" in df.columns else pd.Series("", index=df.index)
+        df["pgr_note"] = np.where(flagged & ~old.str.contains("under 2 SE"), (old + "; " + note).str.strip("; "), old)
+    return df
+
+
+def apply_pgr_guard(df: pd.DataFrame, pgr_guard: str = "lenient") -> pd.DataFrame:
+    """``strict``: blank the PGR of rows flagged ``pgr_reliable == False`` (reason in ``pgr_note``, starting
+    ``undefined:``); ``lenient``: unchanged (the flag stays)."""
+    if pgr_guard not in PGR_GUARDS:
+        raise PgScoreError(f"unknown scoring.pgr_guard {pgr_guard!r}; use one of {', '.join(PGR_GUARDS)}")
+    if pgr_guard == "lenient" or "pgr_reliable" not in df.columns or "pgr" not in df.columns:
+        return df
+    bad = (df["pgr_reliable"].astype("boolean").eq(False).fillna(False) & df["pgr"].notna()).to_numpy(dtype=bool)
+    if not bad.any():
+        return df
+    df = df.copy()
+    old = df["pgr_note"].fillna("").astype(str) if "pgr_note" in df.columns else pd.Series("", index=df.index)
+    df.loc[bad, "pgr"] = np.nan
+    df.loc[bad, "pgr_note"] = "undefined: reference-base gap under 2 SE (scoring.pgr_guard: strict); " + old[bad]
+    return df
+
+
+def _finish(df: pd.DataFrame, weight: float, pgr_guard: str, judge_excluded) -> pd.DataFrame:
+    """Guard PGR, mask uncalibrated judges, z components (per student), intrinsic_z, z_components, pg_score."""
+    df = apply_pgr_guard(df, pgr_guard)
+    excluded = set(judge_excluded or ())
+    if excluded and "judge_score" in df.columns:
+        df = df.copy()
+        df.loc[df["language"].astype(str).isin(excluded), "judge_score"] = np.nan
     if "student" in df.columns:
         comps = pd.concat([intrinsic_components(g) for _, g in df.groupby("student", sort=False)]).loc[df.index]
     else:
         comps = intrinsic_components(df)
-    out = pd.concat([df, comps], axis=1)
-    out["intrinsic_z"] = comps.mean(axis=1)
+    out = pd.concat([df.drop(columns=[c for c in comps.columns if c in df.columns]), comps], axis=1)
+    out["intrinsic_z"] = comps.mean(axis=1, skipna=True)
+    names = np.array([Z_NAMES[c] for c in comps.columns])
+    used = comps.notna().to_numpy()
+    out["z_components"] = [",".join(names[u]) for u in used]
     out["pg_score"] = pg_score(out["pgr"], out["intrinsic_z"], weight)
     return out
 
 
-def score_table(df: pd.DataFrame, weight: float = DEFAULT_WEIGHT) -> pd.DataFrame:
+def score_table(df: pd.DataFrame, weight: float = DEFAULT_WEIGHT, *, pgr_guard: str = "lenient",
+                intervals: bool = True, seed: int = 0) -> pd.DataFrame:
     """One row per teacher × language (× student, × method): intrinsic_z, pgr, pg_score, n_trials,
     pg_score_std (sample std over trials; NaN with one trial), z components and the input columns
-    (numeric ones averaged over trials, text ones joined)."""
-    rows = score_rows(df, weight)
-    return average_trials(rows, key_columns(rows))
+    (numeric ones averaged over trials, text ones joined).
+
+    ``intervals``: add 95 % intervals, P(best) and the teacher-level columns (``pgscore.uncertainty``)
+    from what the table offers: several trials, ``<metric>_se`` columns, ``pgr_se`` / ``pgr_low`` +
+    ``pgr_high`` / ``student_se``, ``base_se``, ``reference_se``; ``interval_source`` says which."""
+    rows = score_rows(df, weight, pgr_guard=pgr_guard)
+    table = average_trials(rows, key_columns(rows))
+    if not intervals:
+        return table
+    from pgscore import uncertainty
+
+    return uncertainty.attach(table, uncertainty.propagate(rows, weight, seed=seed))
 
 
 def average_trials(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -233,7 +307,33 @@ def leaderboard(scored: pd.DataFrame) -> pd.DataFrame:
         wide["mean_pg"].rank(ascending=False, method="min")
     )
     wide.insert(0, "rank", rank.astype(int))
-    return wide.reset_index(drop=True)
+    wide = wide.reset_index(drop=True)
+    # intervals and P(best), when the scored table carries them (pgscore.uncertainty.attach)
+    teacher_cols = [c for c in ("mean_pg_low", "mean_pg_high", "p_best_overall") if c in scored.columns]
+    if teacher_cols:
+        t = scored.groupby(index, sort=False)[teacher_cols].first().reset_index()
+        wide = wide.merge(t, on=index, how="left")
+        at = wide.columns.get_loc("mean_pg") + 1
+        for i, c in enumerate(teacher_cols):
+            wide.insert(at + i, c, wide.pop(c))
+    return wide
+
+
+def leaderboard_intervals(scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(low, high) wide tables of the PG-Score interval per teacher (rows, in ``leaderboard`` order's keys)
+    × language; None when the scored table has no intervals."""
+    if not {"pg_score_low", "pg_score_high"} <= set(scored.columns):
+        return None
+    extra = [c for c in OPTIONAL_KEYS if c in scored.columns and scored[c].nunique() > 1]
+    index = [*extra, "teacher"]
+    languages = list(dict.fromkeys(scored["language"]))
+    out = []
+    for c in ("pg_score_low", "pg_score_high"):
+        w = scored.pivot_table(index=index, columns="language", values=c, aggfunc="mean", sort=False, dropna=False)
+        w = w.reindex(columns=languages)
+        w.columns.name = None
+        out.append(w)
+    return out[0], out[1]
 
 
 def rescore(scored: pd.DataFrame, weight: float) -> pd.Series:
@@ -273,34 +373,92 @@ def _rows(df: pd.DataFrame, mask) -> str:
 
 
 # ------------------------------------------------------------------------------------ pipeline results
+def result_keys(rows: pd.DataFrame) -> list[str]:
+    """Keys of one scored row per dataset: teacher, language (+ student, the student base, when present)."""
+    return [k for k in ("teacher", "language", "student") if k in rows.columns]
+
+
 def score_results(
-    metrics: pd.DataFrame, extrinsic: pd.DataFrame | None = None, weight: float = DEFAULT_WEIGHT
+    metrics: pd.DataFrame, extrinsic: pd.DataFrame | None = None, weight: float = DEFAULT_WEIGHT, **kwargs
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Like :func:`score_result_rows`, averaged over trials per teacher × language."""
-    rows, notes = score_result_rows(metrics, extrinsic, weight)
-    return average_trials(rows, [k for k in ("teacher", "language") if k in rows.columns]), notes
+    """Like :func:`score_result_rows`, averaged over trials per teacher × language (× student), with
+    intervals and P(best) (see :func:`score_results_full`, which takes the same keyword arguments)."""
+    scored, notes, _ = score_results_full(metrics, extrinsic, weight, **kwargs)
+    return scored, notes
+
+
+def score_results_full(
+    metrics: pd.DataFrame,
+    extrinsic: pd.DataFrame | None = None,
+    weight: float = DEFAULT_WEIGHT,
+    *,
+    resamples: pd.DataFrame | None = None,
+    calibration: pd.DataFrame | None = None,
+    pgr_guard: str = "lenient",
+    min_judge_auc: float | None = None,
+    seed: int = 0,
+):
+    """(scored, notes, uncertainty): a results folder's tables scored with 95 % intervals, P(best) and the
+    pairwise matrix (``pgscore.uncertainty.propagate``). ``resamples``: ``bootstrap.parquet``;
+    ``calibration``: ``calibration.parquet`` (a judge below ``min_judge_auc`` in a language is left out of
+    Z there; default: the threshold the measure stage recorded, else 0.6)."""
+    from pgscore import uncertainty
+    from pgscore.metrics.calibration import judge_drops
+
+    threshold = _threshold(calibration, min_judge_auc)
+    rows, notes = score_result_rows(metrics, extrinsic, weight, pgr_guard=pgr_guard, calibration=calibration,
+                                    min_judge_auc=threshold)
+    table = average_trials(rows, result_keys(rows))
+    unc = uncertainty.propagate(rows, weight, resamples=resamples, judge_excluded=judge_drops(calibration, threshold),
+                                seed=seed)
+    table = uncertainty.attach(table, unc)
+    if resamples is None:
+        notes.append("no bootstrap.parquet: intrinsic metrics carry no example-level interval (re-run measure)")
+    return table, notes, unc
+
+
+def _threshold(calibration: pd.DataFrame | None, min_judge_auc: float | None) -> float:
+    if min_judge_auc is not None:
+        return float(min_judge_auc)
+    if calibration is not None and "min_judge_auc" in calibration.columns and calibration["min_judge_auc"].notna().any():
+        return float(calibration["min_judge_auc"].dropna().iloc[0])
+    return 0.6
 
 
 def score_result_rows(
-    metrics: pd.DataFrame, extrinsic: pd.DataFrame | None = None, weight: float = DEFAULT_WEIGHT
+    metrics: pd.DataFrame,
+    extrinsic: pd.DataFrame | None = None,
+    weight: float = DEFAULT_WEIGHT,
+    *,
+    pgr_guard: str = "lenient",
+    calibration: pd.DataFrame | None = None,
+    min_judge_auc: float | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Score a results folder's ``metrics`` (dataset rows, method ``all``) joined with ``extrinsic``.
 
     Unlike :func:`score_table`, missing pieces are reported instead of raised: without a student stage,
     or where the evaluation stage judged PGR undefined, ``pgr`` and ``pg_score`` stay NaN (the note says
-    why) while ``intrinsic_z`` is still computed over all rows. Returns (per-trial scored rows, notes).
+    why) while ``intrinsic_z`` is still computed over all rows. ``pgr_guard`` (``scoring.pgr_guard``):
+    ``strict`` blanks PGRs flagged ``pgr_reliable == False``. ``calibration``: languages whose judge AUC is
+    below ``min_judge_auc`` leave the judge out of Z (a warning line each). Returns (per-trial rows, notes).
     """
+    from pgscore.metrics.calibration import judge_drops
+
     _check_weight(weight)
+    if pgr_guard not in PGR_GUARDS:
+        raise PgScoreError(f"unknown scoring.pgr_guard {pgr_guard!r}; use one of {', '.join(PGR_GUARDS)}")
     notes: list[str] = []
     m = metrics
     if "method" in m.columns:
         m = m[m["method"] == "all"].drop(columns="method")
     if m.empty:
         raise PgScoreError("no dataset-level metric rows (method == 'all') to score")
-    keys = [k for k in ("teacher", "language", "trial") if k in m.columns]
     if extrinsic is not None and len(extrinsic):
-        # `student` in a scoring table names the student *base* model; here it is each trained student's path
-        extrinsic = extrinsic.rename(columns={"student": "student_model"})
+        # contract 1: `student` names the student base, `student_model` the trained student; an older
+        # extrinsic table has only `student` = the trained student's path
+        if "student_model" not in extrinsic.columns and "student" in extrinsic.columns:
+            extrinsic = extrinsic.rename(columns={"student": "student_model"})
+        keys = [k for k in ("teacher", "language", "student", "trial") if k in m.columns and k in extrinsic.columns]
         df = m.merge(extrinsic, on=keys, how="left", suffixes=("", "_extrinsic"))
     else:
         df = m.copy()
@@ -310,20 +468,31 @@ def score_result_rows(
     if "pgr_note" not in df.columns:
         df["pgr_note"] = ""
     df["pgr_note"] = df["pgr_note"].fillna("undefined: no student for this dataset")
+    if "pgr" not in df.columns:
+        df["pgr"] = np.nan
+    df = fill_reliability(df)
+    if "pgr_reliable" in df.columns:
+        n_unrel = int((df["pgr_reliable"].astype("boolean").eq(False).fillna(False) & df["pgr"].notna()).sum())
+        if n_unrel:
+            notes.append(f"{n_unrel} PGR(s) rest on a reference-base gap under 2 SE (pgr_reliable=false): "
+                         + ("kept, flagged (scoring.pgr_guard: lenient)" if pgr_guard == "lenient"
+                            else "blanked (scoring.pgr_guard: strict)"))
+    threshold = _threshold(calibration, min_judge_auc)
+    excluded = judge_drops(calibration, threshold)
+    for lang, a in excluded.items():
+        notes.append(f"warning: judge AUC {a:.2f} < metrics.min_judge_auc {threshold:g} in {lang}: "
+                     f"judge_score is left out of Z for {lang}")
 
     complete = df["pgr"].notna().all() and not df[list(REQUIRED_INTRINSIC)].isna().any().any()
     if complete:  # the validated path of `pgscore score`
-        return score_rows(df, weight), notes
+        return score_rows(df, weight, pgr_guard=pgr_guard, judge_excluded=excluded), notes
 
     for c in REQUIRED_INTRINSIC:
         if df[c].isna().all():
             notes.append(f"{c} is missing for every dataset: intrinsic Z uses the other components")
         elif df[c].isna().any():
             notes.append(f"{c} is missing for {int(df[c].isna().sum())} dataset(s): their Z uses the other components")
-    comps = intrinsic_components(df)
-    df = pd.concat([df, comps], axis=1)
-    df["intrinsic_z"] = comps.mean(axis=1, skipna=True)
-    df["pg_score"] = pg_score(df["pgr"], df["intrinsic_z"], weight)
+    df = _finish(df, weight, pgr_guard, excluded)
     n_undef = int(df["pgr"].isna().sum())
     if n_undef and extrinsic is not None and len(extrinsic):
         notes.append(f"PGR undefined for {n_undef} of {len(df)} datasets (see pgr_note): their PG-Score is NaN")

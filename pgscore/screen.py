@@ -61,34 +61,26 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
 
 
+def check_weight(weight: float) -> None:
+    """λ in [0, 1] (PG = λ·PGR + (1−λ)·Z), else a one-line error."""
+    if not (isinstance(weight, (int, float, np.floating)) and 0.0 <= float(weight) <= 1.0):
+        raise PgScoreError(f"weight λ must be a number in [0, 1], got {weight!r}")
+
+
 # ------------------------------------------------------------------------------------------------ I/O
 def load_screen_input(path: str | Path) -> pd.DataFrame:
     """Intrinsic metrics (+ ``pgr`` where known) from a results folder or a metrics table file.
 
-    A folder: ``metrics.parquet`` (method ``all`` rows) left-joined with ``extrinsic.parquet`` on
-    teacher, language, trial. A file: any table with teacher, language and metric columns.
+    A folder: its dataset-level metrics joined with ``extrinsic.parquet`` (``ResultsFolder.joined``; PGR
+    NaN where no student was trained or PGR is undefined). A file: any table with teacher, language and
+    metric columns.
     """
     from pgscore.io import read_table
+    from pgscore.results import ResultsFolder
 
     p = Path(path)
     if p.is_dir():
-        mpath = p / "metrics.parquet"
-        if not mpath.is_file():
-            raise PgScoreError(f"{p} has no metrics.parquet; run `pgscore measure` first")
-        metrics = read_table(mpath)
-        if "method" in metrics.columns:
-            metrics = metrics[metrics["method"].astype(str) == "all"].drop(columns="method")
-        epath = p / "extrinsic.parquet"
-        if epath.is_file():
-            ext = read_table(epath)
-            keys = [k for k in ("teacher", "language", "trial") if k in ext.columns and k in metrics.columns]
-            if "pgr" not in ext.columns:
-                from pgscore.scoring import compute_pgr
-
-                ext["pgr"] = compute_pgr(ext["student_score"], ext["base_score"], ext["reference_score"], "nan")
-            ext = ext.groupby(keys, as_index=False)["pgr"].mean()  # several students: their mean
-            metrics = metrics.drop(columns=["pgr"], errors="ignore").merge(ext, on=keys, how="left")
-        return metrics
+        return ResultsFolder(p).joined()
     if not p.exists():
         raise PgScoreError(f"not found: {p}")
     return read_table(p)
@@ -135,10 +127,11 @@ def _prepare(metrics: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in ("teacher", "language", *REQUIRED_INTRINSIC) if c not in metrics.columns]
     if missing:
         raise PgScoreError(f"metrics table is missing column(s): {', '.join(missing)}")
+    from pgscore.results import DATASET_METHOD, dataset_rows
+
     df = metrics.copy()
-    if "method" in df.columns:
-        alls = df["method"].astype(str) == "all"
-        df = df[alls] if alls.any() else df
+    if "method" in df.columns and (df["method"].astype(str) == DATASET_METHOD).any():
+        df = dataset_rows(df)
     raw = ("student_score", "base_score", "reference_score")
     if all(c in df.columns for c in raw):  # fill PGR from the raw benchmark scores where missing
         from pgscore.scoring import compute_pgr
@@ -149,9 +142,12 @@ def _prepare(metrics: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for c in [*features, *(["pgr"] if "pgr" in df.columns else [])]:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     features = [c for c in features if df[c].notna().any()]
-    bad = df[list(REQUIRED_INTRINSIC)].isna().any(axis=1)
+    # The judge is optional (metrics.judge unset): a missing judge score leaves Z to the other components,
+    # as when scoring a results folder. Diversity and perplexity are always measured, so a gap there is an error.
+    needed = [c for c in REQUIRED_INTRINSIC if c != "judge_score"]
+    bad = df[needed].isna().any(axis=1)
     if bad.any():
-        raise PgScoreError(f"{int(bad.sum())} metrics row(s) lack one of {', '.join(REQUIRED_INTRINSIC)}")
+        raise PgScoreError(f"{int(bad.sum())} metrics row(s) lack one of {', '.join(needed)}")
     df["intrinsic_z"] = intrinsic_z(df)
     if "pgr" not in df.columns:
         df["pgr"] = np.nan
@@ -178,6 +174,7 @@ def screen_teachers(
 
     if top_k < 1:
         raise PgScoreError(f"top_k must be >= 1, got {top_k}")
+    check_weight(weight)
     rows, features = _prepare(metrics_df)
     if not features:
         raise PgScoreError("no intrinsic metric columns with values to screen on")

@@ -187,6 +187,21 @@ def test_score_results_folder(tmp_path):
 
     ext.assign(pgr=[0.25, None, 0.125], pgr_note=["ok", "undefined: reference below base (r-b=-0.1)", "ok"]).to_parquet(
         tmp_path / "extrinsic.parquet")
-    assert_user_error(pgscore("score", "--metrics", tmp_path), "PGR is undefined: reference below base")
+    # A results folder is scored the way `pgscore run` scores it (issue 13): an undefined PGR leaves that
+    # row's PG-Score NaN with its reason; Z is still taken over all three rows, so it is unchanged.
+    res = pgscore("score", "--metrics", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "1 of 3 teacher × language rows have no PG-Score" in res.stdout
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert scored["intrinsic_z"].tolist() == pytest.approx(HAND_Z)
+    assert math.isnan(scored["pg_score"].iloc[1]) and "reference below base" in scored["pgr_note"].iloc[1]
+    assert scored["pg_score"].iloc[[0, 2]].tolist() == pytest.approx(
+        [0.5 * 0.25 + 0.5 * HAND_Z[0], 0.5 * 0.125 + 0.5 * HAND_Z[2]])
+    # no students stage (no extrinsic.parquet): intrinsic Z only, ranked by Z
     (tmp_path / "extrinsic.parquet").unlink()
-    assert_user_error(pgscore("score", "--metrics", tmp_path), "no extrinsic.parquet; run `pgscore evaluate` first")
+    res = pgscore("score", "--metrics", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert pd.read_parquet(tmp_path / "scored.parquet")["pg_score"].isna().all()
+    assert "PGR is undefined for every row" in res.stdout
+    (tmp_path / "metrics.parquet").unlink()
+    assert_user_error(pgscore("score", "--metrics", tmp_path), "no metrics.parquet; run `pgscore measure` first")

@@ -30,7 +30,7 @@ def test_global_mmlu_standins():
     assert ja.examples[0]["gold"] == 1
     ar = get_task("global_mmlu_lite").load("ar", hub=False)
     assert "AceGPT" in ar.standin and len(ar.examples) == 14042
-    with pytest.raises(DataMissingError, match="CohereForAI/Global-MMLU-Lite"):
+    with pytest.raises(DataMissingError, match="CohereLabs/Global-MMLU-Lite"):
         get_task("global_mmlu_lite").load("de", hub=False)
 
 

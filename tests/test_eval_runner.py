@@ -52,14 +52,17 @@ def test_m_rewardbench_weighted_accuracy_through_fake(tmp_path):
     wrong = {3, 5, 7, 9}  # the fake prefers the rejected answer on these ids
     good = [r.rejected if r.id in wrong else r.chosen for r in rows.itertuples()]
     lm = FakeLM(good)
-    res = evaluate(lm, ["m_rewardbench"], ["id"], out_dir=tmp_path, hub=False,
+    res = evaluate(lm, ["m_rewardbench"], ["id"], out_dir=tmp_path, hub=False, formulations={"m_rewardbench": "cloze"},
                    data_files={"m_rewardbench": str(FIXTURE)}, progress=False)
     r = res.iloc[0]
-    assert r.status == "ok" and r.n == 9
-    # Chat 2/3, Chat Hard 1/2, Safety 1/2, Reasoning 1/2
-    assert r.score == pytest.approx((2 / 3 + 0.5 + 0.5 + 0.5) / 4)
-    chat_g = (2 * P_GOOD + (1 - P_GOOD)) / 3
-    assert r.graded == pytest.approx((chat_g + 0.5 + 0.5 + 0.5) / 4)
+    assert r.status == "ok" and r.n == 9 and r.formulation == "cloze"
+    # upstream weighting (EXAMPLE_COUNTS) inside each category, then the mean of the four categories
+    chat, hard, safety, reasoning = (79 + 76) / 179, 76 / 119, 100 / 347, 983 / 1146
+    assert r.score == pytest.approx((chat + hard + safety + reasoning) / 4)
+    p, q = P_GOOD, 1 - P_GOOD
+    graded = ((79 * p + 76 * p + 24 * q) / 179 + (76 * p + 43 * q) / 119 + (100 * p + 247 * q) / 347
+              + (983 * p + 163 * q) / 1146) / 4
+    assert r.graded == pytest.approx(graded)
     ex = examples_for(tmp_path, r.model_dir, "m_rewardbench", "id")
     assert len(ex) == 9 and set(ex["category"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
 
@@ -92,16 +95,18 @@ def test_cache_coverage_and_mgsm(tmp_path):
 
 def test_pgr_for_language_from_results(tmp_path):
     rows = _rows()
-    kw = dict(out_dir=tmp_path, hub=False, data_files={"m_rewardbench": str(FIXTURE)}, progress=False)
+    kw = dict(out_dir=tmp_path, hub=False, data_files={"m_rewardbench": str(FIXTURE)}, progress=False,
+              formulations={"m_rewardbench": "cloze"})
     base = evaluate(FakeLM([r.rejected for r in rows.itertuples()], name="base"), ["m_rewardbench", "mgsm"], ["id"], **kw)
     ref = evaluate(FakeLM([r.chosen for r in rows.itertuples()], name="ref"), ["m_rewardbench", "mgsm"], ["id"], **kw)
     half = [r.chosen if r.id in (1, 4, 6, 8) else r.rejected for r in rows.itertuples()]
     student = evaluate(FakeLM(half, name="student"), ["m_rewardbench", "mgsm"], ["id"], **kw)
     out = pgr_for_language(student, base, ref, "id", tmp_path, signal="accuracy")
-    # base 0, reference 1, student: one right per category -> (1/3 + 1/2 + 1/2 + 1/2) / 4
+    # base 0, reference 1, student: ids 1, 4, 6, 8 right -> weighted (79/179 + 76/119 + 100/347 + 983/1146) / 4
     assert out.base_score == 0 and out.reference_score == 1
-    assert out.pgr == pytest.approx((1 / 3 + 1.5) / 4)
+    assert out.pgr == pytest.approx((79 / 179 + 76 / 119 + 100 / 347 + 983 / 1146) / 4)
     assert out.pgr_note.startswith("ok") and "mgsm (not_covered)" in out.pgr_note
+    assert out.pgr_reliable and out.pgr_low <= out.pgr <= out.pgr_high and out.pgr_se > 0
     none = pgr_for_language(student, base, None, "id", tmp_path)
     assert math.isnan(none.pgr) and "no reference" in none.pgr_note
     same = pgr_for_language(student, base, base, "id", tmp_path)
@@ -143,13 +148,15 @@ def test_extrinsic_table_computes_base_once(tmp_path, monkeypatch):
     monkeypatch.setitem(models_mod._BACKENDS, "fake", _fake)  # restored after the test
 
     cfg = EvaluationConfig(benchmarks=["m_rewardbench", "mgsm"], hub=False, bootstrap=50,
-                           data_files={"m_rewardbench": str(FIXTURE)})
+                           data_files={"m_rewardbench": str(FIXTURE)}, formulation={"m_rewardbench": "cloze"})
     students = [{"teacher": "t1", "language": "id", "trial": 0, "student": "fake:s1"},
                 {"teacher": "t2", "language": "id", "trial": 0, "student": "fake:s2"}]
     table = extrinsic_table(students, "fake:base", "fake:ref", cfg, tmp_path)
     assert list(table.columns) == EXTRINSIC_COLUMNS
     assert sorted(loads) == ["base", "ref", "s1", "s2"]  # base and reference loaded once
     assert table.pgr.tolist() == [1.0, 0.0]
+    assert table.student.tolist() == ["base", "base"]  # the student base's name (here the fake base's)
+    assert table.student_model.tolist() == ["fake:s1", "fake:s2"] and table.pgr_reliable.all()
     assert table.pgr_note.str.contains("mgsm \\(not_covered\\)").all()
     # no reference configured: PGR undefined with the reason, scores still reported
     table2 = extrinsic_table(students[:1], "fake:base", None, cfg, tmp_path)
@@ -171,3 +178,19 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["train", str(tmp_path / "none.parquet"), "--base", "tiny:gemma3-270m", "--out", str(tmp_path / "s")])
     assert exc.value.code == 2 and "file not found" in capsys.readouterr().err
+
+
+def test_mgsm_graded_signal_does_not_generate(tmp_path):
+    lm = FakeLM(completion="The answer is 18.")
+    generated = []
+    lm.complete = lambda prompts, params: generated.extend(prompts) or []  # must never be called
+    res = evaluate(lm, ["mgsm"], ["de"], limit=4, seed=1, out_dir=tmp_path, hub=False, progress=False, signal="graded")
+    r = res.iloc[0]
+    assert generated == [] and r.status == "ok" and r.n == 4
+    assert math.isnan(r.exact_match) and math.isnan(r.score) and "no generation" in r.note
+    assert r.graded == pytest.approx(math.exp(-2.0))  # one word per gold number, -2 nats each
+    assert len(lm.requests) == 4  # one log-likelihood request per question, nothing else
+    # the accuracy signal is a separate cache entry and does generate
+    lm2 = FakeLM(completion="The answer is 18.")
+    acc = evaluate(lm2, ["mgsm"], ["de"], limit=4, seed=1, out_dir=tmp_path, hub=False, progress=False)
+    assert lm2.calls == 8 and not math.isnan(acc.iloc[0].exact_match)

@@ -64,9 +64,11 @@ def test_hits_misses_order_and_dedupe(tmp_path):
     assert m.loglikelihood([("ctx", "abc")])[0] == ContinuationScore(logprob=-3.0, n_tokens=3)
     assert inner.seen.count(("ctx", "abc")) == 1
     assert len(led) == 5
-    # other attributes come from the wrapped model; the wrapper itself takes no on_result
+    # the wrapper offers the LanguageModel interface only (issue 13): backend attributes are reached through
+    # .model, never forwarded; the wrapper itself takes no on_result
     inner.tokenizer_name = "words"
-    assert m.tokenizer_name == "words" and m.accepts_on_result is False and m.name == "fake:counting"
+    assert not hasattr(m, "tokenizer_name") and m.model.tokenizer_name == "words"
+    assert m.accepts_on_result is False and m.name == "fake:counting"
     with pytest.raises(AttributeError):
         m.no_such_thing
 

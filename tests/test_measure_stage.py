@@ -79,7 +79,8 @@ class RuleJudge(LanguageModel):
         self.n_requests += len(conversations)
         out = []
         for conv in conversations:
-            response = conv[0]["content"].split("###Response:\n", 1)[1].split("\n\n###Rubric:", 1)[0]
+            user = conv[-1]["content"]  # the paper judge template (pgscore/resources/templates/paper/judge.j2)
+            response = user.split("###Response to evaluate:\n", 1)[1].split("\n\n###Score Rubrics:", 1)[0]
             if "Cycling" in response:
                 out.append(Generation(text="The answer seems fine, I think."))
             elif " the " in f" {response} ":
@@ -250,3 +251,25 @@ def test_lengths_in_characters_and_in_tokens_of_a_named_tokenizer(tmp_path):
     assert token_counter(WordModel())(["a b c", "d"]) == [3, 1]
     with pytest.raises(PgScoreError, match="cannot load tokenizer"):
         token_counter(str(tmp_path / "missing"))
+
+
+@pytest.mark.slow
+def test_cli_measure_under_two_real_student_bases(tmp_path):
+    """`pgscore measure --student-base` with the two embedded tiny models: one block of rows per base,
+    each base's perplexity the one its own model gives (checked against a direct call)."""
+    pytest.importorskip("torch")
+    from pgscore.cli import main
+    from pgscore.metrics.perplexity import response_perplexity
+    from pgscore.models import load_model
+
+    main(["measure", str(FIXTURE), "--out-dir", str(tmp_path), "--max-examples", "2", "-q",
+          "--student-base", "gemma=tiny:gemma3-270m", "--student-base", "tiny:smollm2-135m"])
+    ex = pd.read_parquet(tmp_path / "metrics_examples.parquet")
+    m = pd.read_parquet(tmp_path / "metrics.parquet")
+    assert set(ex["student"]) == set(m["student"]) == {"gemma", "smollm2-135m"}
+    by = ex.pivot(index="id", columns="student", values="perplexity")
+    assert (by["gemma"] != by["smollm2-135m"]).all() and by.notna().all().all()
+    first = ex[ex["student"] == "gemma"].iloc[0]
+    row = read_table(FIXTURE).set_index("id").loc[first["id"]]
+    direct = response_perplexity(load_model("tiny:gemma3-270m"), [row["prompt"]], [row["response"]])[0]
+    assert first["perplexity"] == pytest.approx(direct.perplexity, rel=1e-4)

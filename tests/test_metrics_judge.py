@@ -1,18 +1,26 @@
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 
 from pgscore.metrics.judge import (
-    RUBRIC,
     STATUSES,
+    build_messages,
     build_prompt,
+    build_raw,
     judge_pairs,
     judge_params,
     language_name,
     parse_verdict,
+    rubric,
 )
+
+GOLDEN = Path(__file__).parent / "fixtures" / "templates"
+PAIR = ("Apa ibu kota Prancis?", "Ibu kota Prancis adalah Paris.", "id")
 from pgscore.models.base import ContinuationScore, Generation, LanguageModel, ModelSpec
 
 CASES = [
@@ -77,11 +85,66 @@ def test_feedback_is_kept_without_the_label():
 
 
 def test_prompt_names_the_language_and_carries_the_pair():
-    p = build_prompt("Apa ibu kota Prancis?", "Ibu kota Prancis adalah Paris.", "id")
+    p = build_prompt(*PAIR)
     assert "Indonesian" in p and "Apa ibu kota Prancis?" in p and "Paris." in p
-    assert "[RESULT]" in p and RUBRIC.format(language="Indonesian") in p
+    assert "[RESULT]" in p and rubric("Indonesian") in p and rubric("id") == rubric("Indonesian")
     assert '"score"' in build_prompt("a", "b", "de", structured=True)
     assert language_name("ja") == "Japanese" and language_name("fil") == "Filipino"
+
+
+def test_paper_judge_is_the_m_prometheus_absolute_grading_format():
+    """Golden paper-preset judge prompt, checked section by section against prometheus-eval's absolute
+    grading template (no reference answer) and the paper's rubric criteria (Figure 13)."""
+    golden = (GOLDEN / "paper" / "judge_raw.txt").read_text(encoding="utf-8")
+    raw = build_raw(*PAIR)
+    assert raw == golden
+    system, user = (m["content"] for m in build_messages(*PAIR))
+    assert raw == f"{system}\n\n{user}" and user == build_prompt(*PAIR)
+    assert system.startswith("You are a fair judge assistant")
+    heads = re.findall(r"^###.*$", user, flags=re.M)
+    assert heads == ["###Task Description:", "###The instruction to evaluate:", "###Response to evaluate:",
+                     "###Score Rubrics:", "###Feedback:"]
+    assert user.endswith("###Feedback:")  # the judge continues with its feedback
+    steps = re.findall(r"^(\d)\. ", user, flags=re.M)
+    assert steps == ["1", "2", "3", "4"]
+    assert '"Feedback: (feedback on the criteria) [RESULT] (an integer from 1 to 5)"' in user
+    assert "###The instruction to evaluate:\nApa ibu kota Prancis?\n\n###Response to evaluate:\n" \
+           "Ibu kota Prancis adalah Paris.\n\n###Score Rubrics:\n[" in user
+    r = rubric("id")
+    criteria, *levels = r.splitlines()
+    assert criteria.startswith("[") and criteria.endswith("]")  # SCORE_RUBRIC_TEMPLATE: [criteria]
+    for word in ("fluent", "natural", "grammar", "culture", "follow the instruction"):
+        assert word in criteria
+    assert [lv.split(":")[0] for lv in levels] == [f"Score {i}" for i in range(1, 6)]
+    assert all("Indonesian" in lv for lv in levels)
+
+
+def test_json_variant_asks_for_the_schema_fields():
+    user = build_prompt(*PAIR, structured=True)
+    assert '{"feedback": "(feedback on the criteria)", "score": (an integer from 1 to 5)}' in user
+    assert "[RESULT]" not in user and rubric("id") in user
+    assert build_raw(*PAIR, structured=True).endswith(user)
+    schema = judge_params(structured=True).json_schema
+    assert set(schema["required"]) == {"feedback", "score"}
+    assert parse_verdict('{"feedback": "Alami.", "score": 4}')[::2] == (4, "ok")
+
+
+def test_legacy_judge_prompt_is_unchanged():
+    assert build_prompt(*PAIR, templates="legacy") == (GOLDEN / "legacy" / "judge.txt").read_text(encoding="utf-8")
+    assert build_prompt(*PAIR, structured=True, templates="legacy") == (
+        GOLDEN / "legacy" / "judge_json.txt").read_text(encoding="utf-8")
+    assert build_messages(*PAIR, templates="legacy") == [{"role": "user", "content": build_prompt(
+        *PAIR, templates="legacy")}]  # legacy sends no system turn
+    assert build_raw(*PAIR, templates="legacy") == build_prompt(*PAIR, templates="legacy")
+
+
+def test_user_judge_templates(tmp_path):
+    (tmp_path / "judge_rubric.j2").write_text("[Is it {{ language }}?]\nScore 1: no\nScore 5: yes\n")
+    user = build_prompt(*PAIR, templates=str(tmp_path))
+    assert "###Score Rubrics:\n[Is it Indonesian?]\nScore 1: no\nScore 5: yes\n\n###Feedback:" in user
+    judge = ScriptedJudge(["Feedback: ya [RESULT] 5"])
+    (v,) = judge_pairs(judge, [PAIR[0]], [PAIR[1]], "id", templates=str(tmp_path))
+    assert v.score == 5 and "[Is it Indonesian?]" in judge.calls[0][1][0][-1]["content"]
 
 
 def test_params_are_greedy_and_structured_on_request():
@@ -127,13 +190,17 @@ def test_judge_pairs_records_every_status_and_never_defaults_to_one():
                                                         (None, "out_of_range")]
     kind, convs, params = judge.calls[0]
     assert kind == "chat" and params.temperature == 0.0
-    assert convs[1][0]["role"] == "user" and "German" in convs[1][0]["content"] and "q2" in convs[1][0]["content"]
+    assert [m["role"] for m in convs[1]] == ["system", "user"]
+    assert "German" in convs[1][1]["content"] and "q2" in convs[1][1]["content"]
+    assert convs[1] == build_messages("q2", "r2", "de")
 
 
 def test_base_model_judges_get_a_completion_prompt():
     judge = ScriptedJudge([" Fluent. [RESULT] 5"], chat=False)
     (v,) = judge_pairs(judge, ["q"], ["r"], "ja")
     assert judge.calls[0][0] == "complete" and judge.calls[0][1][0].endswith("###Feedback:")
+    assert judge.calls[0][1][0] == build_raw("q", "r", "ja")  # the raw rendering, system text included
+    assert judge.calls[0][1][0].startswith("You are a fair judge assistant")
     assert (v.score, v.feedback) == (5, "Fluent.")
 
 
@@ -196,3 +263,31 @@ def test_constrained_verdict_on_a_real_tiny_judge(smollm_model):
                                        judge_params(max_tokens=8))
     assert all(v.status == "ok" and v.score in (1, 2, 3, 4, 5) for v in verdicts)
     assert all("p(score)" in v.feedback for v in verdicts)
+
+
+def test_raw_rendering_can_be_forced_for_servers_without_a_chat_template():
+    judge = ScriptedJudge(["Feedback: Natürlich. [RESULT] 4", '{"feedback": "gut", "score": 5}'])  # says chat
+    (v,) = judge_pairs(judge, ["Frage"], ["Antwort"], "de", rendering="raw")
+    kind, prompts, _ = judge.calls[0]
+    assert kind == "complete" and prompts == [build_raw("Frage", "Antwort", "de")] and v.score == 4
+    (v,) = judge_pairs(judge, ["Frage"], ["Antwort"], "de", structured=True, rendering="raw")
+    kind, prompts, params = judge.calls[1]
+    assert prompts == [build_raw("Frage", "Antwort", "de", structured=True)] and params.json_schema is not None
+    assert v.score == 5
+    with pytest.raises(ValueError, match="auto, chat or raw"):
+        judge_pairs(judge, ["a"], ["b"], "de", rendering="plain")
+
+
+def test_constrained_verdict_renders_the_paper_chat_with_its_system_turn():
+    from pgscore.metrics.judge import RESULT_MARK, judge_pairs_constrained
+
+    class Rendering(_ScoringJudge):
+        def render_chat(self, conversation):
+            return "".join(f"<|{m['role']}|>{m['content']}" for m in conversation) + "<|assistant|>"
+
+    judge = Rendering(preferred=[3])
+    (v,) = judge_pairs_constrained(judge, ["Frage"], ["Antwort"], "de")
+    ctx = judge.requests[0][0]
+    system, user = (m["content"] for m in build_messages("Frage", "Antwort", "de"))
+    assert ctx == f"<|system|>{system}<|user|>{user}<|assistant|>Feedback: fluent text number 0.{RESULT_MARK}"
+    assert v.score == 3

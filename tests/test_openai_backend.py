@@ -223,43 +223,7 @@ def test_continuation_from_echo_and_prompt_logprobs():
     assert math.isclose(continuation_from_prompt_logprobs(entries, "A", "A b c").logprob, -1.25)
 
 
-# ---- vLLM offline backend: request translation without vllm installed ----------------------------
-def test_vllm_sampling_translation():
-    from pgscore.models.vllm_backend import vllm_sampling_kwargs
-
-    p = SamplingParams(temperature=0.7, top_p=0.9, top_k=40, max_tokens=100, seed=5, stop=("###",))
-    assert vllm_sampling_kwargs(p) == {"temperature": 0.7, "top_p": 0.9, "max_tokens": 100, "top_k": 40,
-                                       "seed": 5, "stop": ["###"]}
-    assert vllm_sampling_kwargs(SamplingParams(temperature=0.0)) == {"temperature": 0.0, "top_p": 1.0,
-                                                                     "max_tokens": 256}
-
-
-def test_vllm_loglikelihood_ids_and_score():
-    from types import SimpleNamespace as NS
-
-    from pgscore.models.vllm_backend import continuation_score, loglikelihood_ids
-
-    enc = lambda t: [ord(c) for c in t]  # noqa: E731 - one token per character
-    ids, n_ctx, cut = loglikelihood_ids(enc, "ab", "cd", None, prefix=[1])
-    assert ids == [1, 97, 98, 99, 100] and n_ctx == 3 and not cut
-    ids, n_ctx, cut = loglikelihood_ids(enc, "abcdef", "xy", 5)
-    assert ids == [100, 101, 102, 120, 121] and n_ctx == 3 and cut
-    with pytest.raises(ValueError):
-        loglikelihood_ids(enc, "", "x", None)
-    plp = [None, {97: NS(logprob=-0.1, rank=1)}, {98: NS(logprob=-0.2, rank=1)},
-           {99: NS(logprob=-0.5, rank=2), 7: NS(logprob=-0.3, rank=1)}, {100: NS(logprob=-0.25, rank=1)}]
-    s = continuation_score(plp, [1, 97, 98, 99, 100], 3)
-    assert s.logprob == pytest.approx(-0.75) and s.n_tokens == 2 and s.is_greedy is False
-    assert continuation_score(plp, [1, 97, 98, 99, 100], 4).is_greedy is True
-
-
-def test_vllm_missing_is_one_line_error():
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vllm is installed here")
-    with pytest.raises(PgScoreError, match="needs vllm"):
-        load_model("vllm:Qwen/Qwen2.5-0.5B-Instruct")
+# ---- vLLM offline backend: its pure helpers are tested in tests/test_vllm_units.py ------------------
 
 
 # ---- OpenAI Batch API -----------------------------------------------------------------------------

@@ -173,7 +173,8 @@ def test_run_end_to_end_on_tiny_models_and_resume(tmp_path):
     row = metrics[metrics["method"] == "all"].iloc[0]
     assert 0 <= row["prompt_diversity"] <= 2 and row["perplexity"] > 1
     ext = pd.read_parquet(out / "extrinsic.parquet")
-    assert len(ext) == 1 and ext["student"].iloc[0].startswith("hf:")
+    # contract 1: `student` names the student base, `student_model` the trained student
+    assert len(ext) == 1 and ext["student"].iloc[0] == "gemma3-270m" and ext["student_model"].iloc[0].startswith("hf:")
     assert (out / "students" / "smollm2-id-0" / "README.md").is_file()
     assert (out / "students" / "_reference-seed-sft-id" / "README.md").is_file()
     assert not math.isnan(ext["base_score"].iloc[0]) and not math.isnan(ext["reference_score"].iloc[0])

@@ -44,3 +44,30 @@ def test_ray_replicas_behind_the_ledger(ray_local, tmp_path):
         assert s.logprob == pytest.approx(word_logprob("general") + word_logprob("kenobi"))
         st = ledger.stats().set_index("stage").loc["synthesis"]
         assert st["stored"] == 46 and st["hits"] == 45
+
+
+def test_rerun_batch_skips_results_the_driver_already_has(ray_local):
+    """What a batch that Ray runs again (node lost, block rebuilt) does: ask the driver-side progress
+    actor, send only the requests whose results never reached the driver, "null" for the others."""
+    import json
+
+    import numpy as np
+
+    from pgscore.dist import _Progress, _Replica
+
+    with FakeOpenAIServer(max_seconds=120) as srv:
+        spec = ModelSpec(backend="openai", model="fake", base_url=srv.url, options={"backoff_base": 0.01})
+        progress = ray.remote(_Progress).options(num_cpus=0).remote()
+        ray.get(progress.mark.remote("call-1", [0, 2]))  # these two reached the driver (and were stored)
+        replica = _Replica(spec.model_dump(mode="json"), "chat",
+                           SamplingParams(temperature=0.0, max_tokens=16).model_dump(mode="json"),
+                           progress=progress, call="call-1")
+        prompts = [f"again {i}" for i in range(4)]
+        batch = {"i": np.arange(4), "request": np.array([json.dumps([{"role": "user", "content": p}])
+                                                         for p in prompts])}
+        out = replica(batch)
+        assert out["result"][0] == "null" and out["result"][2] == "null"
+        assert [json.loads(out["result"][j])["text"] for j in (1, 3)] == [reply_text(prompts[1]), reply_text(prompts[3])]
+        assert sorted(srv.texts[k] for k in srv.attempts) == [prompts[1], prompts[3]]  # 2 sent, not 4
+        # another call id knows nothing: everything is sent
+        assert ray.get(progress.todo.remote("call-2", [0, 1])) == [0, 1]

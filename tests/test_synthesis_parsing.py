@@ -99,3 +99,17 @@ def test_plain_response():
     assert parse_plain(" Gut.\nPrompt: weiter", ("\nPrompt:",)).response == "Gut."
     assert parse_plain("").error == "empty_output"
     assert parse_plain("\nPrompt: x", ("\nPrompt:",)).error == "empty_field:response"
+
+
+@pytest.mark.parametrize("text", ['{{"prompt": "Frage?"}}', '{{"a"}}', "{[1]: 2}", '{"prompt": {"x"}, "response": 1}x'])
+def test_python_literals_that_cannot_be_built_are_failures_not_crashes(text):
+    # seen from SmolLM2 under the paper preset: a set of a set made ast.literal_eval raise TypeError
+    p = parse_json_pair(text)
+    assert not p.ok and p.error in ("invalid_json", "invalid_field:prompt", "missing_field:prompt")
+    assert parse_json_pair(text + ' {"prompt": "Frage?", "response": "Antwort."}').ok  # a later object still counts
+
+
+def test_absurd_nesting_is_a_failure_not_a_crash():
+    deep = '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + ', "response": "x"}'
+    p = parse_json_pair(deep)
+    assert not p.ok

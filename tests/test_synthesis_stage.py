@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pgscore.config import TeacherConfig
+from pgscore.errors import PgScoreError
 from pgscore.models.base import Generation, LanguageModel, ModelSpec
 from pgscore.synthesis.config import SynthesisConfig
 from pgscore.synthesis.decoding import FAMILY_SETTINGS, infer_family, teacher_params
@@ -162,7 +163,10 @@ def test_synthesize_writes_schema_records_and_loads_each_teacher_once(tmp_path):
     assert chat.loc["generate", "prompt"].iloc[0].startswith("Neu ") and chat.loc["generate", "response"].iloc[0] == "Ja."
     r = chat.loc["respond"].iloc[0]
     assert r["prompt"] == seed.set_index("id").loc[r["source_id"], "prompt"]
-    assert r["response"] == "Antwort auf: " + r["prompt"] and list(r["seed_ids"]) == []
+    # paper preset: the seed prompt inside the Respond meta-instruction
+    assert r["response"].startswith("Antwort auf: You are a data generator") and list(r["seed_ids"]) == []
+    assert r["response"].endswith("The request:\n" + r["prompt"])
+    assert chat.loc["generate", "task_type"].isna().all()  # the paper's Generate lets the teacher choose
     assert chat.loc["generate", "seed_ids"].map(len).eq(3).all()
     assert chat.loc["generate", "raw_output"].iloc[0].startswith("Sure:")
     assert chat.loc["generate", "prompt_tokens"].gt(0).all()
@@ -179,18 +183,24 @@ def test_synthesize_writes_schema_records_and_loads_each_teacher_once(tmp_path):
     assert saved["id"].tolist() == df["id"].tolist() and list(saved.columns) == SYNTHETIC_COLUMNS
 
 
-def test_failures_are_records_and_copies_rejected(tmp_path):
+@pytest.mark.parametrize("preset", ["paper", "legacy"])
+def test_failures_are_records_and_copies_rejected(tmp_path, preset):
     seed, pool = _seed()
-    cfg = SynthesisConfig(examples_per_cell=6, batch_size=8, methods={"generate": 1, "translate": 4, "respond": 1})
+    cfg = SynthesisConfig(examples_per_cell=6, batch_size=8, methods={"generate": 1, "translate": 4, "respond": 1},
+                          templates=preset)
 
     class Copier(FakeLM):
         def chat(self, conversations, params):
             outs = []
             for conv in conversations:
                 user = conv[-1]["content"]
-                if "Example 1: " in user:  # echo the first in-context example
+                if "Example 1: " in user:  # legacy: echo the first in-context example
                     line = [x for x in user.splitlines() if x.startswith("Example 1: ")][0]
                     outs.append(Generation(text=line.removeprefix("Example 1: ")))
+                elif "Examples:\n\nPrompt: " in user:  # paper: echo the first Prompt/Response block as JSON
+                    block = user.split("Examples:\n\nPrompt: ")[1].split("\n\n")[0]
+                    p, r = block.split("\nResponse: ")
+                    outs.append(Generation(text=json.dumps({"prompt": p + " ", "response": r})))
                 elif "English question 0?" in user or "English question 1?" in user:
                     outs.append(Generation(text='{"prompt": "Halb', finish_reason="length"))
                 elif "English prompt" in user:  # echoes the English source instead of translating
@@ -205,6 +215,10 @@ def test_failures_are_records_and_copies_rejected(tmp_path):
     by = df.set_index("id")
     assert by.loc["chatty/de/t0/generate/0000", "error"] == "copied_example"
     assert by.loc["chatty/de/t0/respond/0000", "error"] == "empty_output"
+    assert by.loc["chatty/de/t0/generate/0000", "task_type"] == (None if preset == "paper" else
+                                                                  plan_rows([T_CHAT], ["de"], seed, pool, cfg)
+                                                                  .set_index("id").loc["chatty/de/t0/generate/0000",
+                                                                                       "task_type"])
     pool_text = pool.set_index("id")["prompt"]
     tr = df[df.method == "translate"]
     assert len(tr) == 4
@@ -332,3 +346,61 @@ def test_cli_synthesize_with_registered_fake_backend(tmp_path, monkeypatch, caps
     assert df.groupby("teacher")["method"].value_counts().unstack().to_dict("list") == {"generate": [2, 2],
                                                                                           "respond": [2, 2]}
     assert "wrote 8 rows (8 ok)" in capsys.readouterr().out
+
+
+def test_cli_synthesize_templates_option(tmp_path, monkeypatch, capsys):
+    import pgscore.models as models
+    from pgscore.cli import main
+
+    seed, pool = _seed()
+    seed_dir = tmp_path / "seed"
+    seed_dir.mkdir()
+    seed.to_parquet(seed_dir / "seed.parquet")
+    pool.to_parquet(seed_dir / "english_pool.parquet")
+    monkeypatch.setitem(models._BACKENDS, "fake", lambda spec: FakeLM(spec))
+    args = ["synthesize", "-t", "fake:chat", "-l", "de", "--seed-dir", str(seed_dir), "--n", "2",
+            "--methods", "generate=1,respond=1"]
+    with pytest.raises(SystemExit) as exit_:
+        main(args + ["--out", str(tmp_path / "bad"), "--templates", str(tmp_path / "nowhere")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "template directory not found" in err and "Traceback" not in err
+    assert not (tmp_path / "bad" / "synthetic.parquet").exists()
+    main(args + ["--out", str(tmp_path / "legacy"), "--templates", "legacy"])
+    df = pd.read_parquet(tmp_path / "legacy" / "synthetic.parquet")
+    resp = df[df["method"] == "respond"].iloc[0]
+    assert resp["response"] == "Antwort auf: " + resp["prompt"]  # legacy Respond: the bare seed prompt
+    assert df.loc[df["method"] == "generate", "task_type"].notna().all()  # legacy dictates the task type
+
+
+def test_broken_user_template_fails_before_any_model_loads(tmp_path):
+    seed, pool = _seed()
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "respond_completion.j2").write_text("Prompt: {{ source_prompt }}\n{{ typo_variable }}\n")
+    cfg = SynthesisConfig(examples_per_cell=3, templates=str(tdir))
+    with pytest.raises(PgScoreError, match="respond_completion.j2.*typo_variable"):
+        synthesize([T_CHAT], ["de"], seed, pool, cfg, tmp_path / "out", load=_loader(), progress=False)
+    (tdir / "respond_completion.j2").write_text("{% if %}")
+    with pytest.raises(PgScoreError, match="respond_completion.j2: TemplateSyntaxError"):
+        synthesize([T_CHAT], ["de"], seed, pool, cfg, tmp_path / "out", load=_loader(), progress=False)
+    assert FakeLM.log == []  # no model was loaded
+
+
+def test_a_parser_crash_on_one_output_becomes_that_rows_failure(tmp_path, monkeypatch):
+    import pgscore.synthesis.stage as stage
+
+    real = stage.parse_json_pair
+
+    def flaky(text):
+        if "Neu 1" in text or "Neu 2" in text:  # some generate rows' outputs
+            raise TypeError("unhashable type: 'set'")
+        return real(text)
+
+    monkeypatch.setattr(stage, "parse_json_pair", flaky)
+    seed, pool = _seed()
+    df = synthesize([T_CHAT], ["de"], seed, pool, SynthesisConfig(examples_per_cell=6), tmp_path, load=_loader(),
+                    progress=False)
+    crashed = df["error"] == "parse_error: TypeError"
+    assert crashed.any() and len(df) == 6 and (df.loc[~crashed, "status"] == "ok").all()
+    assert (df.loc[crashed, "status"] == "failed").all() and df.loc[crashed, "raw_output"].str.contains("Neu").all()

@@ -46,12 +46,10 @@ def _table(title: str, df: pd.DataFrame, index: bool = False):
 def load_scored(path: Path, weight: float) -> tuple[pd.DataFrame, str]:
     """Read a scored table, or score a metrics table; returns (table, how it was obtained)."""
     from pgscore import io, scoring
-    from pgscore.commands.score import read_results_dir
+    from pgscore.results import ResultsFolder
 
     if path.is_dir():
-        if (path / "scored.parquet").is_file():
-            return io.read_table(path / "scored.parquet"), "scored.parquet of a results folder"
-        return scoring.score_table(read_results_dir(path), weight=weight), f"results folder scored with λ={weight:g}"
+        return ResultsFolder(path).scored_or_saved(weight)
     df = io.read_table(path)
     if {"teacher", "language", "pg_score"} <= set(df.columns):
         return df, "scored table"

@@ -26,6 +26,9 @@ def evaluate(
     no_hub: bool = typer.Option(False, "--no-hub", help="Use local data only, never the Hugging Face hub."),
     data: list[str] = typer.Option([], "--data", help="BENCHMARK=FILE: rows in the benchmark's hub schema."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Generation budget (MGSM chain of thought)."),
+    signal: str = typer.Option("accuracy", "--signal", help="accuracy, or graded (gold-answer probability; MGSM "
+                               "then skips generation)."),
+    formulation: list[str] = typer.Option([], "--formulation", help="BENCHMARK=mcf|cloze (default mcf)."),
 ) -> None:
     """Evaluate one model; prints a summary table and writes summary.parquet + per-example Parquet files."""
     from rich.console import Console
@@ -48,8 +51,20 @@ def evaluate(
         if not Path(path).is_file():
             raise PgScoreError(f"--data file not found: {path}")
         files[name] = path
-    res = run_eval(model, tasks, langs, limit=limit, seed=seed, out_dir=out, hub=not no_hub, data_files=files,
-                   batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if signal not in ("accuracy", "graded"):
+        raise PgScoreError(f"--signal must be accuracy or graded, got {signal!r}")
+    forms = {}
+    for item in formulation:
+        name, sep, form = item.partition("=")
+        if not sep or form not in ("mcf", "cloze"):
+            raise PgScoreError(f"--formulation expects BENCHMARK=mcf|cloze, got {item!r}")
+        forms[name] = form
+    from pgscore.stages.context import StageContext
+
+    with StageContext.for_folder(out) as ctx:  # the model's calls go through out/ledger.sqlite
+        res = run_eval(model, tasks, langs, limit=limit, seed=seed, out_dir=out, hub=not no_hub, data_files=files,
+                       batch_size=batch_size, max_new_tokens=max_new_tokens, load=ctx.loader("evaluate"),
+                       signal=signal, formulations=forms)
     summary = res.drop(columns=["model_dir"])
     write_table(summary, out / res["model_dir"].iloc[0] / "summary.parquet")
     cols = ("task", "language", "status", "n", "primary_metric", "score", "graded")

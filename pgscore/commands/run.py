@@ -15,14 +15,21 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Results folder (default: output_dir or results/<name>)."),
     only: str | None = typer.Option(None, "--only", help="Comma-separated stages to run (others are left as they are)."),
     force: str | None = typer.Option(None, "--force", help="Comma-separated stages to redo (and everything after them)."),
+    preview: int | None = typer.Option(None, "--preview", help="Only N rows per teacher x language x method through "
+                                       "synthesis and metrics, shown side by side; the full run reuses them."),
 ) -> None:
     """Run seed -> synthesize -> measure -> students -> score -> report; a re-run resumes where it stopped."""
     from pgscore.config import load_experiment
+    from pgscore.commands.score import leaderboard_of, render_leaderboard
     from pgscore.pipeline import run_experiment
-    from pgscore.scoring import leaderboard
 
     console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: don't squeeze tables to 80
     exp = load_experiment(experiment)
+    if preview is not None:
+        from pgscore.preview import run_preview
+
+        run_preview(exp, preview, out, console=console)
+        return
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     result = run_experiment(exp, out, only=split(only), force=split(force), console=console)
 
@@ -43,19 +50,9 @@ def run(
             console.print(stats_table(usage, "model calls, cache hits, tokens and cost (run ledger)"))
 
     if result.scored is not None and len(result.scored):
-        scored = result.scored
-        if scored["pg_score"].notna().any():
-            board = leaderboard(scored.dropna(subset=["pg_score"]))
-            title = f"PG-Score leaderboard (λ = {exp.scoring.weight})"
-        else:
-            board = leaderboard(scored.assign(pg_score=scored["intrinsic_z"])).rename(columns={"mean_pg": "mean_z"})
-            title = "Intrinsic Z leaderboard (no PGR: PG-Score undefined)"
-        t = Table(title=title)
-        for c in board.columns:
-            t.add_column(str(c), justify="right" if c not in ("teacher",) else "left")
-        for _, row in board.iterrows():
-            t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
-        console.print(t)
+        board, title, _ = leaderboard_of(result.scored, exp.scoring.weight)
+        console.print(f"[bold]{title}")  # the same table as `pgscore score` (intervals where known)
+        console.print(render_leaderboard(board))
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}")
     console.print(f"results: {result.results_dir}  (report: {result.results_dir / 'report.html'})")

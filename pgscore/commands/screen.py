@@ -19,11 +19,9 @@ def screen(
     from rich.table import Table
     from rich.text import Text
 
-    from pgscore.screen import load_screen_input, screen_teachers
+    from pgscore.screen import check_weight, load_screen_input, screen_teachers
 
-    from pgscore.scoring import _check_weight
-
-    _check_weight(weight)
+    check_weight(weight)  # before reading anything
     res = screen_teachers(load_screen_input(source), top_k=top_k, weight=weight)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), ensure_ascii=False, indent=1, default=float))

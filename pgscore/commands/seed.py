@@ -50,6 +50,12 @@ def seed(
     quota: int | None = typer.Option(None, "--quota", min=1, help="At most N rows per language per --source."),
     no_langid: bool = typer.Option(False, "--no-langid", help="Keep rows whatever language-ID says."),
     seed_: int = typer.Option(0, "--seed", help="Seed for quota sampling."),
+    recipe: str | None = typer.Option(None, "--recipe", help="A whole seed recipe instead of --source: 'paper' "
+                                      "(the paper's Table 6 sources; quotas per language: docs/data-formats.md)."),
+    recipe_dir: Path | None = typer.Option(None, "--recipe-dir", help="Local copies of the recipe's sources "
+                                           "(DIR/<preset>.jsonl|json|parquet|csv in the hub schema) instead of the hub."),
+    recipe_quota: list[str] = typer.Option([], "--recipe-quota", help="SOURCE=N: rows per language from one recipe "
+                                           "source (e.g. aya=500); repeatable."),
 ) -> None:
     """Build seed data: target-language pairs and prompts, plus English prompts for Translate."""
     from rich.console import Console
@@ -59,7 +65,20 @@ def seed(
     from pgscore.seed.config import SeedConfig
 
     langs = [x.strip() for x in languages.split(",") if x.strip()]
-    cfg = SeedConfig(per_language=per_language, langid_filter=not no_langid, seed=seed_)
+    if recipe is not None and recipe != "paper":
+        raise PgScoreError(f"--recipe {recipe!r}: the known recipe is 'paper'")
+    if recipe and source:
+        raise PgScoreError("give --recipe or --source, not both")
+    quotas = {}
+    for item in recipe_quota:
+        name, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit() or int(n) < 1:
+            raise PgScoreError(f"--recipe-quota takes SOURCE=N with N >= 1 (e.g. aya=500), got {item!r}")
+        quotas[name.strip()] = int(n)
+    if (recipe_dir or quotas) and not recipe:
+        raise PgScoreError("--recipe-dir and --recipe-quota need --recipe paper")
+    cfg = SeedConfig(per_language=per_language, langid_filter=not no_langid, seed=seed_, recipe=recipe,
+                     recipe_dir=str(recipe_dir) if recipe_dir else None, recipe_quotas=quotas)
     if source:
         cfg.sources = _parse_sources(source, map_, language, quota)
     result = build_seed(langs, cfg, out_dir=out)

@@ -46,6 +46,8 @@ def synthesize(
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Override every teacher's max tokens."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     seed_: int = typer.Option(0, "--seed"),
+    templates: str = typer.Option("paper", "--templates", help="Prompt templates: paper, legacy or a folder of "
+                                  "*.j2 files overriding the paper preset (docs/templates.md)."),
 ) -> None:
     """Generate synthetic SFT data (generate / translate / respond); re-running resumes."""
     from pydantic import ValidationError
@@ -58,7 +60,7 @@ def synthesize(
 
     try:
         cfg = SynthesisConfig(methods=parse_methods(methods), examples_per_cell=n, trials=trials,
-                              max_tokens=max_tokens, batch_size=batch_size, seed=seed_)
+                              max_tokens=max_tokens, batch_size=batch_size, seed=seed_, templates=templates)
         teachers = [parse_teacher(t) for t in teacher]
     except ValidationError as exc:
         raise PgScoreError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
@@ -67,7 +69,10 @@ def synthesize(
         raise PgScoreError("teacher names repeat: name them with NAME=SPEC")
     langs = [normalize(x) for x in languages.split(",") if x.strip()]
     seed_df, pool = load_seed_dir(seed_dir)
-    df = run(teachers, langs, seed_df, pool, cfg, out)
+    from pgscore.stages.context import StageContext
+
+    with StageContext.for_folder(out) as ctx:  # every teacher call goes through out/ledger.sqlite
+        df = run(teachers, langs, seed_df, pool, cfg, out, load=ctx.loader("synthesize"))
     console = Console(soft_wrap=True)
     summary = df.groupby(["teacher", "language", "method", "status"]).size().unstack("status", fill_value=0)
     console.print(summary.to_string())

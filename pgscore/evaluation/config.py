@@ -16,8 +16,13 @@ class EvaluationConfig(BaseModel):
     # which score feeds PGR: "accuracy" (each benchmark's primary metric, the paper) or "graded"
     # (probability of the gold answer, normalised per token: a smooth signal for tiny students)
     signal: Literal["accuracy", "graded"] = "accuracy"
-    pgr_k: float = Field(2.0, ge=0.0)  # PGR undefined when |reference - base| < pgr_k x bootstrap SE
-    bootstrap: int = Field(500, ge=10)  # bootstrap resamples for that SE
+    # pgr_reliable = (reference - base) >= pgr_k x its bootstrap SE; unreliable PGRs keep their value
+    pgr_k: float = Field(2.0, ge=0.0)
+    bootstrap: int = Field(1000, ge=10)  # paired bootstrap resamples for the PGR interval
+    # benchmark -> prompt formulation: global_mmlu_lite / m_rewardbench: "mcf" (default, the paper) or "cloze"
+    formulation: dict[str, Literal["mcf", "cloze"]] = Field(default_factory=dict)
+    # benchmark -> hub revision (commit sha or branch) passed to datasets.load_dataset; default "main"
+    hub_revisions: dict[str, str] = Field(default_factory=dict)
     hub: bool = True  # load missing benchmark data from the Hugging Face hub when reachable
     data_files: dict[str, str] = Field(default_factory=dict)  # benchmark -> local file in its hub schema
     batch_size: int = Field(16, ge=1)

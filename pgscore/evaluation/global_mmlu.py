@@ -1,10 +1,17 @@
-"""Global-MMLU Lite: 4-way multiple choice, 0-shot, answer by log-likelihood of the option texts.
+"""Global-MMLU Lite: 4-way multiple choice, 0-shot.
+
+Formulations (``evaluation.formulation.global_mmlu_lite``):
+
+- ``mcf`` (default, the paper's Appendix E.2 choice): lighteval's multiple-choice formulation, question and
+  lettered options in the prompt, the letters scored as continuations, accuracy of the raw argmax
+  (``pgscore.evaluation.mcf``; prompt identical to lighteval's, tested);
+- ``cloze``: ``Question: ...\nAnswer:`` (localised words) and each option *text* scored as continuation.
 
 Sources, in order: the SEA-HELM copy under ``data_dir()/global_mmlu_lite_seahelm`` (en, id, tl; the
 option order was reshuffled by SEA-HELM, so per-example predictions differ from the hub copy while the
-questions and gold answers are the same); the hub (``CohereForAI/Global-MMLU-Lite``, one config per
-language, split ``test``); then flagged stand-ins: Global-MMLU *dev* in the hub row layout (en, ja),
-JMMLU (ja) and AceGPT's Arabic MMLU (ar).
+questions and gold answers are the same); the hub (``CohereLabs/Global-MMLU-Lite``, formerly
+``CohereForAI/``, one config per language, split ``test``); then flagged stand-ins: Global-MMLU *dev* in
+the hub row layout (en, ja), JMMLU (ja) and AceGPT's Arabic MMLU (ar).
 """
 
 from __future__ import annotations
@@ -16,14 +23,24 @@ from typing import Any
 
 from pgscore.errors import DataMissingError
 from pgscore.evaluation.mc import score_multiple_choice
-from pgscore.evaluation.registry import Task, TaskData, load_hub, register_task
+from pgscore.evaluation.mcf import mcf_prompt
+from pgscore.evaluation.registry import HubSource, HubOfflineError, Task, TaskData, load_hub, register_task
 from pgscore.paths import data_dir
 
-HUB_ID = "CohereForAI/Global-MMLU-Lite"
+HUB = HubSource("CohereLabs/Global-MMLU-Lite", aliases=("CohereForAI/Global-MMLU-Lite",))
+HUB_ID = HUB.repo
 LETTERS = "ABCD"
-# languages Global-MMLU Lite has (hub configs, SEA-HELM copies); ar/ja also have stand-ins
-LANGUAGES = ("ar", "bn", "cs", "cy", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "ms", "my", "pt",
-             "sw", "tl", "vi", "yo", "zh")
+# configs the hub serves (no ms, tl, vi there); tl comes from the SEA-HELM copy, ms/vi only from a local copy
+HUB_LANGUAGES = ("ar", "bn", "cs", "cy", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "my", "pt",
+                 "sw", "yo", "zh")
+LOCAL_ONLY = ("ms", "tl", "vi")  # SEA-HELM has them; offered only where the copy is present
+LANGUAGES = HUB_LANGUAGES + LOCAL_ONLY
+
+
+def _seahelm_file(lang: str) -> Path | None:
+    root = data_dir(required=False)
+    f = root / "global_mmlu_lite_seahelm" / f"global_mmlu_lite_{lang}_test.jsonl" if root else None
+    return f if f is not None and f.is_file() else None
 
 # "Question" / "Answer" words for the cloze prompt; English elsewhere
 PROMPT_WORDS = {
@@ -85,9 +102,17 @@ class GlobalMMLULite(Task):
     languages = LANGUAGES
     primary_metric = "acc"
     metrics = ("acc", "acc_norm_tokens", "acc_norm_chars", "gold_prob")
+    formulations = ("mcf", "cloze")
+    formulation = "mcf"
+    revision: str | None = None  # evaluation.hub_revisions pin
+
+    def covers(self, language: str) -> bool:
+        lang = language.split("-")[0].lower()
+        return lang in HUB_LANGUAGES or (lang in LOCAL_ONLY and _seahelm_file(lang) is not None)
 
     def load(self, language: str, hub: bool = True, local: str | None = None) -> TaskData:
         lang = language.split("-")[0].lower()
+        offline_cause = ""
         if local:  # a file in the flat hub row layout
             from pgscore.io import read_table
 
@@ -99,10 +124,14 @@ class GlobalMMLULite(Task):
             if f.is_file():
                 return TaskData([parse_seahelm_row(r) for r in read_jsonl(f)],
                                 source=f"local:{f.parent.name}/{f.name} (SEA-HELM, options reshuffled)")
-        if hub:
-            rows = load_hub(HUB_ID, lang, "test")
+        if hub and lang in HUB_LANGUAGES:
+            try:
+                rows = load_hub(HUB, lang, "test", revision=self.revision)
+            except HubOfflineError as exc:  # fall back to the stand-ins below, keep the cause
+                rows, offline_cause = None, f" ({exc})"
             if rows:
-                return TaskData([parse_hub_row(r) for r in rows], source=f"hub:{HUB_ID}/{lang}")
+                return TaskData([parse_hub_row(r) for r in rows],
+                                source=f"hub:{HUB_ID}/{lang}@{self.revision or HUB.revision}")
         if root is not None:
             dev = {"ja": "ja_dev_edited.jsonl", "en": "global_mmlu_dev_en.jsonl"}.get(lang)
             if dev and (root / "global_mmlu_dev_ja_en" / dev).is_file():
@@ -119,16 +148,26 @@ class GlobalMMLULite(Task):
         raise DataMissingError(
             f"Global-MMLU Lite for {lang!r} is not available offline; with network access it is loaded from the "
             f"hub ({HUB_ID}, config {lang!r}, split 'test') - unset HF_HUB_OFFLINE and keep evaluation hub on"
+            + offline_cause
         )
 
     def n_requests(self, data: TaskData) -> int:
         return sum(len(e["options"]) for e in data.examples)
 
-    def score(self, model, data, language, batch_size, seed, progress=None):
+    def prompts(self, data: TaskData, language: str) -> tuple[list[str], list[list[str]]]:
+        """(contexts, continuations) per example under the current formulation."""
         lang = language.split("-")[0].lower()
+        if self.formulation == "mcf":
+            built = [mcf_prompt(e["question"], e["options"], lang) for e in data.examples]
+            return [q for q, _ in built], [c for _, c in built]
+        return ([mc_context(e["question"], lang) for e in data.examples],
+                [[" " + o for o in e["options"]] for e in data.examples])
+
+    def score(self, model, data, language, batch_size, seed, progress=None):
         ex = data.examples
-        df = score_multiple_choice(
-            model, [e["example_id"] for e in ex], [mc_context(e["question"], lang) for e in ex],
-            [[" " + o for o in e["options"]] for e in ex], [e["gold"] for e in ex], batch_size, progress)
+        contexts, options = self.prompts(data, language)
+        df = score_multiple_choice(model, [e["example_id"] for e in ex], contexts, options,
+                                   [e["gold"] for e in ex], batch_size, progress)
         df["subject"] = [e.get("subject") for e in ex]
+        df["formulation"] = self.formulation
         return df

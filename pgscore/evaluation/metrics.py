@@ -79,3 +79,63 @@ def bootstrap_se(
         sample = values.iloc[idx] if isinstance(values, pd.DataFrame) else values[idx]
         stats[b] = statistic(sample)
     return float(np.nanstd(stats, ddof=1))
+
+
+# ------------------------------------------------------------------ RewardBench weighted accuracy
+def rewardbench_weighted_accuracy(
+    correct: Sequence[float],
+    subsets: Sequence[str],
+    counts: Mapping[str, float],
+    mapping: Mapping[str, Sequence[str]],
+) -> float:
+    """Upstream (allenai/reward-bench ``calculate_scores_per_section``) corpus score of M-RewardBench.
+
+    Accuracy per subset; per category the subsets' accuracies averaged with weights ``counts``
+    (``EXAMPLE_COUNTS``; math-prm counts 983 so it weighs as much as the code subsets); then the plain
+    mean over *all* categories of ``mapping`` (a category without rows counts 0, as upstream does).
+    """
+    if len(correct) == 0:
+        return float("nan")
+    spec = RewardBenchSpec.build(subsets, counts, mapping)
+    return float(spec.score(np.asarray(correct, dtype=float)[None, :], np.arange(len(correct))[None, :])[0])
+
+
+class RewardBenchSpec:
+    """Vectorised upstream weighting for bootstrap resamples: subset codes, their weights and categories."""
+
+    def __init__(self, codes: np.ndarray, weights: np.ndarray, category: np.ndarray, n_categories: int):
+        self.codes, self.weights, self.category, self.n_categories = codes, weights, category, n_categories
+
+    @classmethod
+    def build(cls, subsets: Sequence[str], counts: Mapping[str, float],
+              mapping: Mapping[str, Sequence[str]]) -> "RewardBenchSpec":
+        cats = list(mapping)
+        names = [s for c in cats for s in mapping[c]]
+        index = {s: i for i, s in enumerate(names)}
+        unknown = sorted({s for s in subsets if s not in index})
+        if unknown:
+            raise ValueError(f"subsets not in the category mapping: {', '.join(unknown)}")
+        codes = np.array([index[s] for s in subsets], dtype=np.int64)
+        weights = np.array([float(counts.get(s, 0.0)) for s in names])
+        category = np.array([cats.index(c) for c in cats for _ in mapping[c]], dtype=np.int64)
+        return cls(codes, weights, category, len(cats))
+
+    def score(self, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Score per resample: ``values`` (n,) or (B, n) per-example 0/1 (or graded), ``idx`` (B, n) rows."""
+        n_sub = len(self.weights)
+        b = idx.shape[0]
+        x = values[idx] if values.ndim == 1 else np.take_along_axis(values, idx, axis=1)
+        flat = (np.arange(b)[:, None] * n_sub + self.codes[idx]).ravel()
+        cnt = np.bincount(flat, minlength=b * n_sub).reshape(b, n_sub)
+        tot = np.bincount(flat, weights=x.ravel(), minlength=b * n_sub).reshape(b, n_sub)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
+        w = np.where(cnt > 0, self.weights[None, :], 0.0)
+        num = np.zeros((b, self.n_categories))
+        den = np.zeros((b, self.n_categories))
+        for s in range(n_sub):
+            num[:, self.category[s]] += acc[:, s] * w[:, s]
+            den[:, self.category[s]] += w[:, s]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_cat = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        return per_cat.mean(axis=1)

@@ -2,7 +2,11 @@
 
 Also a graded signal for tiny models: the per-token probability of the gold number right after the
 localised "The answer is" phrase (direct answer, same 5-shot context).
-Sources: ``data_dir()/mgsm`` (tsv + exemplars.json), else the hub (``juletxara/mgsm``).
+With ``evaluation.signal: graded`` nothing is generated (``Task.generate`` is False): only the gold
+number's log-probability is scored, one forward pass per question, and ``exact_match`` stays NaN.
+Sources: ``data_dir()/mgsm`` (tsv + exemplars.json), else the hub (``juletxara/mgsm``: a script-only
+repository, which datasets>=4 refuses with a one-line error; pin a parquet revision in
+``evaluation.hub_revisions`` or pass a local copy).
 MGSM has no Arabic, Czech, Indonesian, ...: those languages are reported as not covered.
 """
 
@@ -15,11 +19,12 @@ import re
 from pgscore.errors import DataMissingError
 from pgscore.evaluation.metrics import per_token_probability
 from pgscore.evaluation.numbers import extract_final_number, format_number, numbers_equal
-from pgscore.evaluation.registry import Task, TaskData, batched, load_hub, register_task
+from pgscore.evaluation.registry import HubSource, Task, TaskData, batched, load_hub, register_task
 from pgscore.models.base import SamplingParams
 from pgscore.paths import data_dir
 
-HUB_ID = "juletxara/mgsm"
+HUB = HubSource("juletxara/mgsm")
+HUB_ID = HUB.repo
 LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 N_SHOT = 5
 _PREFIX = re.compile(r"^(.*?[:：])\s*", re.S)
@@ -56,6 +61,7 @@ class MGSM(Task):
     primary_metric = "exact_match"
     metrics = ("exact_match", "gold_prob")
     max_tokens = 256
+    revision: str | None = None
 
     def load(self, language: str, hub: bool = True, local: str | None = None) -> TaskData:
         lang = language.split("-")[0].lower()
@@ -70,8 +76,8 @@ class MGSM(Task):
             examples = [{"example_id": f"{lang}/{i}", "question": q, "answer": a.strip()} for i, (q, a, *_) in enumerate(rows)]
             return TaskData(examples, source=f"local:mgsm/{f.name}", extra={"shots": shots, "numbers": numbers})
         if hub and lang in LANGUAGES:
-            test = load_hub(HUB_ID, lang, "test")
-            train = load_hub(HUB_ID, lang, "train")
+            test = load_hub(HUB, lang, "test", revision=self.revision)
+            train = load_hub(HUB, lang, "train", revision=self.revision) if test else None
             if test and train:
                 shots = [{"q": r["question"], "a": r["answer"]} for r in train[:N_SHOT]]
                 numbers = [r["answer_number"] for r in train[:N_SHOT]]
@@ -84,7 +90,7 @@ class MGSM(Task):
         )
 
     def n_requests(self, data: TaskData) -> int:
-        return 2 * len(data.examples)
+        return (2 if self.generate else 1) * len(data.examples)
 
     def prompts(self, data: TaskData) -> tuple[list[str], str, str]:
         shots = data.extra["shots"]
@@ -101,10 +107,13 @@ class MGSM(Task):
         params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=seed,
                                 stop=tuple(s for s in ("\n\n", q_prefix) if s))
         gens = []
-        for chunk in batched(prompts, batch_size):
-            gens.extend(model.complete(chunk, params))
-            if progress:
-                progress(len(chunk))
+        if self.generate:
+            for chunk in batched(prompts, batch_size):
+                gens.extend(model.complete(chunk, params))
+                if progress:
+                    progress(len(chunk))
+        else:
+            gens = [None] * len(prompts)
         sep = "" if lang in ("ja", "zh") else " "
         requests = [(p + sep + phrase, str(e["answer"]))  # phrase keeps the exemplars' spacing before the number
                     for p, e in zip(prompts, data.examples)]
@@ -115,11 +124,11 @@ class MGSM(Task):
                 progress(len(chunk))
         rows = []
         for e, g, ll in zip(data.examples, gens, lls):
-            pred = extract_final_number(g.text, lang, phrases=[phrase.strip()] if phrase.strip() else [])
+            pred = extract_final_number(g.text, lang, phrases=[phrase.strip()] if phrase.strip() else []) if g else None
             rows.append({
-                "example_id": e["example_id"], "gold": str(e["answer"]), "generation": g.text,
-                "error": g.error, "prediction": format_number(pred),
-                "exact_match": float(numbers_equal(pred, e["answer"])),
+                "example_id": e["example_id"], "gold": str(e["answer"]), "generation": g.text if g else None,
+                "error": g.error if g else None, "prediction": format_number(pred) if g else None,
+                "exact_match": float(numbers_equal(pred, e["answer"])) if g else float("nan"),
                 "gold_prob": per_token_probability(ll.logprob, ll.n_tokens),
                 "gold_logprob": ll.logprob, "gold_tokens": ll.n_tokens,
             })

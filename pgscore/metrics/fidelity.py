@@ -20,14 +20,7 @@ from pgscore.errors import PgScoreError
 from pgscore.langid import CLOSE_GROUPS, MIN_LETTERS, UNDETERMINED  # noqa: F401 (re-exported)
 
 
-def base_code(tag: str) -> str:
-    """Language subtag of a BCP-47 tag, standardised: ``"id-ID" -> "id"``, ``"ind" -> "id"``."""
-    import langcodes
-
-    try:
-        return langcodes.Language.get(langcodes.standardize_tag(tag)).language or tag.lower()
-    except (ValueError, langcodes.tag_parser.LanguageTagError):
-        return tag.lower()
+from pgscore.languages import base_code  # noqa: E402,F401  (``"id-ID" -> "id"``; re-exported)
 
 
 def same_language(detected: str | None, target: str) -> bool:

@@ -1,8 +1,16 @@
-"""LM-judge score: a 1–5 grade of each (instruction, response) pair with short feedback.
+"""LM-judge score: a 1–5 grade of each (instruction, response) pair with feedback.
 
-Our own rubric and prompt in the M-Prometheus absolute-grading style ("Feedback: ... [RESULT] N").
-The judge runs through any :class:`~pgscore.models.base.LanguageModel` at temperature 0 (chat when
-it has a chat template, raw completion otherwise; a JSON schema when ``structured=True``).
+The prompt is M-Prometheus's absolute-grading format (task description, the instruction, the response, a
+score rubric, then ``Feedback: ... [RESULT] N``), rendered from the template set's ``judge*.j2`` files
+(``pgscore/synthesis/templates.py``; the ``paper`` preset carries the paper's rubric criteria: fluency and
+naturalness in the target language, grammar and cultural fit, instruction following). Three renderings:
+
+- chat (judges with a chat template): ``judge_system.j2`` as the system turn + ``judge.j2`` as the user turn;
+- raw (judges served without one): ``judge_raw.j2``, the system text and the prompt as one document that ends
+  in ``###Feedback:`` for the judge to continue;
+- JSON (``structured=True``, servers with structured output): ``judge_json.j2`` plus a JSON schema.
+
+The judge runs through any :class:`~pgscore.models.base.LanguageModel` at temperature 0.
 :func:`parse_verdict` is strict about what counts as a score: anything it cannot read as one integer
 1–5 gets a non-``ok`` status and no score (it is counted and left out of the mean, never scored 1).
 """
@@ -12,51 +20,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
-from pgscore.models.base import LanguageModel, SamplingParams
+from pgscore.models.base import Conversation, LanguageModel, SamplingParams
 
 MIN_SCORE, MAX_SCORE = 1, 5
 FEEDBACK_MAX_CHARS = 2000
 
 OK = "ok"
 STATUSES = (OK, "empty", "unparsed", "ambiguous", "out_of_range", "error")
-
-RUBRIC = """\
-Is the response written in fluent, natural {language} and does it helpfully and harmlessly do what the \
-instruction asks?
-Score 1: Not in {language}, or unintelligible; or it ignores the instruction, or is harmful.
-Score 2: Largely in {language} but with frequent grammar errors, unnatural or literally translated \
-phrasing, or words from another language; it addresses the instruction only partly or with clear mistakes.
-Score 3: Understandable {language} with some errors or awkward, non-idiomatic phrasing; it follows \
-the instruction, but the answer is incomplete, vague or partly inaccurate.
-Score 4: Fluent {language} with at most minor slips, idiomatic and appropriate for {language} \
-speakers; it follows the instruction helpfully and accurately, with small omissions at most.
-Score 5: Flawless, native-sounding {language} — correct grammar, natural idiom, culturally fitting \
-references and register; it follows the instruction completely, accurately, helpfully and safely."""
-
-PROMPT = """\
-###Task:
-You are grading the quality of a response written for {language} speakers. You are given an \
-instruction, a response to it, and a rubric.
-1. Write brief feedback (at most 4 sentences) that judges the response strictly by the rubric: first \
-its {language} (grammar, idiom, cultural fit), then how well it follows the instruction.
-2. Then give one integer score from 1 to 5 according to the rubric.
-3. Answer exactly in this format: "Feedback: (your feedback) [RESULT] (an integer from 1 to 5)"
-4. Write nothing before or after it.
-
-###Instruction:
-{instruction}
-
-###Response:
-{response}
-
-###Rubric:
-{rubric}
-
-###Feedback:"""
-
-PROMPT_JSON_SUFFIX = '\n\nAnswer as JSON: {"feedback": "...", "score": N} with N an integer from 1 to 5.'
 
 VERDICT_SCHEMA = {
     "type": "object",
@@ -79,21 +51,55 @@ class Verdict:
 
 def language_name(code: str) -> str:
     """English name of a language code (``"id" -> "Indonesian"``); the code itself if unknown."""
-    import langcodes
+    from pgscore.languages import english_name
 
-    try:
-        name = langcodes.Language.get(langcodes.standardize_tag(code)).display_name("en")
-    except (ValueError, langcodes.tag_parser.LanguageTagError):
-        return code
-    return code if name.lower().startswith("unknown") else name
+    return english_name(code)
 
 
-def build_prompt(instruction: str, response: str, language: str, structured: bool = False) -> str:
-    """The judge prompt for one pair; ``language`` is a code or a name."""
+def _vars(instruction: str, response: str, language: str) -> dict[str, Any]:
     name = language_name(language) if len(language) <= 8 else language
-    text = PROMPT.format(language=name, instruction=instruction.strip(), response=response.strip(),
-                         rubric=RUBRIC.format(language=name))
-    return text + PROMPT_JSON_SUFFIX if structured else text
+    return {"language": name, "instruction": instruction.strip(), "response": response.strip()}
+
+
+def _templates(templates: Any):
+    from pgscore.synthesis.templates import load_templates
+
+    return load_templates(templates)
+
+
+def rubric(language: str, templates: Any = None) -> str:
+    """The score rubric (``judge_rubric.j2``) for ``language`` (a code or a name)."""
+    return _templates(templates).render("judge_rubric.j2", **_vars("", "", language))
+
+
+def build_prompt(instruction: str, response: str, language: str, structured: bool = False,
+                 templates: Any = None) -> str:
+    """The judge's user prompt for one pair (``judge.j2``, or ``judge_json.j2`` when ``structured``);
+    ``language`` is a code or a name; ``templates``: a preset name, a directory or a loaded set."""
+    name = "judge_json.j2" if structured else "judge.j2"
+    return _templates(templates).render(name, **_vars(instruction, response, language))
+
+
+def build_messages(instruction: str, response: str, language: str, structured: bool = False,
+                   templates: Any = None) -> Conversation:
+    """The chat rendering: ``judge_system.j2`` (left out when it renders empty) + the user prompt."""
+    t = _templates(templates)
+    system = t.render("judge_system.j2", **_vars(instruction, response, language)).strip()
+    user = build_prompt(instruction, response, language, structured, t)
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
+def build_raw(instruction: str, response: str, language: str, structured: bool = False,
+              templates: Any = None) -> str:
+    """The raw rendering (``judge_raw.j2``) for judges without a chat template: one document to continue."""
+    return _templates(templates).render("judge_raw.j2", structured=structured,
+                                        **_vars(instruction, response, language))
+
+
+def _use_chat(model: LanguageModel, rendering: str) -> bool:
+    if rendering not in ("auto", "chat", "raw"):
+        raise ValueError(f"judge rendering must be auto, chat or raw, got {rendering!r}")
+    return rendering == "chat" or (rendering == "auto" and model.has_chat_template)
 
 
 # ---------------------------------------------------------------- parsing
@@ -214,20 +220,25 @@ def judge_pairs(
     language: str | Sequence[str],
     params: SamplingParams | None = None,
     structured: bool = False,
+    templates: Any = None,
+    rendering: str = "auto",
 ) -> list[Verdict]:
     """Grade each (instruction, response) pair in one batched call; failed calls get status ``error``.
-    ``language``: one code for all pairs, or one per pair."""
+    ``language``: one code for all pairs, or one per pair; ``templates``: the template set (default
+    ``paper``); ``rendering``: ``chat``, ``raw`` (a judge served without a chat template: the document goes
+    to ``complete``) or ``auto`` (chat when the model has a chat template)."""
     if len(instructions) != len(responses):
         raise ValueError("instructions and responses differ in length")
     langs = [language] * len(instructions) if isinstance(language, str) else list(language)
     if len(langs) != len(instructions):
         raise ValueError("one language per pair expected")
     params = params or judge_params(structured=structured)
-    prompts = [build_prompt(i, r, lg, structured) for i, r, lg in zip(instructions, responses, langs)]
-    if model.has_chat_template:
-        gens = model.chat([[{"role": "user", "content": p}] for p in prompts], params)
+    t = _templates(templates)
+    items = list(zip(instructions, responses, langs))
+    if _use_chat(model, rendering):
+        gens = model.chat([build_messages(i, r, lg, structured, t) for i, r, lg in items], params)
     else:
-        gens = model.complete(prompts, params)
+        gens = model.complete([build_raw(i, r, lg, structured, t) for i, r, lg in items], params)
     out = []
     for g in gens:
         if g.error:
@@ -248,6 +259,8 @@ def judge_pairs_constrained(
     responses: Sequence[str],
     language: str | Sequence[str],
     params: SamplingParams | None = None,
+    templates: Any = None,
+    rendering: str = "auto",
 ) -> list[Verdict]:
     """Grade with the verdict constrained to an integer 1–5: the judge writes its feedback (generation
     stopped at ``[RESULT]``), then each score ``1``…``5`` is scored as the continuation of
@@ -263,16 +276,17 @@ def judge_pairs_constrained(
         raise ValueError("instructions, responses and languages differ in length")
     base = params or judge_params()
     params = base.model_copy(update={"stop": tuple(dict.fromkeys((*base.stop, "[RESULT]")))})
-    prompts = [build_prompt(i, r, lg) for i, r, lg in zip(instructions, responses, langs)]
-    if model.has_chat_template:
-        convs = [[{"role": "user", "content": p}] for p in prompts]
+    t = _templates(templates)
+    items = list(zip(instructions, responses, langs))
+    if _use_chat(model, rendering):
+        convs = [build_messages(i, r, lg, templates=t) for i, r, lg in items]
         contexts = [model.render_chat(c) for c in convs]
         if any(c is None for c in contexts):
             raise ValueError(f"{model.name} cannot render chat prompts: use judge_mode: generate")
         gens = model.chat(convs, params)
-    else:  # base models read the prompt as a document, as in judge_pairs
-        contexts = prompts
-        gens = model.complete(prompts, params)
+    else:  # base models read the raw rendering as a document, as in judge_pairs
+        contexts = [build_raw(i, r, lg, templates=t) for i, r, lg in items]
+        gens = model.complete(contexts, params)
     scores = range(MIN_SCORE, MAX_SCORE + 1)
     requests, where = [], []
     for i, (ctx, g) in enumerate(zip(contexts, gens)):

@@ -4,9 +4,15 @@ Input: ``synthetic.parquet`` rows (only ``status == "ok"`` ones are measured). O
 docs/architecture.md): ``metrics_examples.parquet`` (one row per example) and ``metrics.parquet`` (one
 row per teacher × language × trial with ``method="all"``, plus one per method).
 
+Perplexity under each student base (paper §3.2): with ``metrics.perplexity_model: student`` (the default)
+and student bases in the experiment (``StudentConfig.resolved_bases()``), perplexity is taken under every
+base; both tables then gain a ``student`` column (the base's name) and hold one row per base (the other
+metrics, which do not depend on the base, repeat).
+
 :func:`measure_dataset` computes from tables and already-built models (no loading, no files except
-the optional embedding cache); :func:`run_measure` loads models from a :class:`MetricsConfig`, wraps
-them in the run ledger (so a killed run resumes without repeating model calls), and writes the tables.
+the optional embedding cache); :func:`run_measure` loads models through a ``load`` callable (spec ->
+LanguageModel; default :func:`pgscore.models.load_model`), wraps them in the run ledger (so a killed run
+resumes without repeating model calls), and writes the tables.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pgscore.errors import PgScoreError
-from pgscore.metrics.config import MetricsConfig
+from pgscore.metrics.config import FALLBACK_PERPLEXITY_MODEL, STUDENT_BASES, MetricsConfig
 from pgscore.metrics.diversity import pairwise_cosine
 from pgscore.metrics.fidelity import LanguageDetector, language_fidelity
 from pgscore.metrics.judge import OK, judge_pairs, judge_pairs_constrained, judge_params
@@ -33,6 +39,7 @@ from pgscore.models.embedders import Embedder
 
 REQUIRED_COLUMNS = ("id", "teacher", "language", "method", "trial", "prompt", "response", "status")
 KEYS = ["teacher", "language", "trial"]
+STUDENT = "student"  # key column when perplexity is per student base
 EXAMPLE_COLUMNS = [
     "id", "teacher", "language", "method", "trial", "perplexity", "judge_score", "judge_feedback",
     "judge_status", "prompt_tokens_len", "response_tokens_len", "prompt_chars", "response_chars",
@@ -142,6 +149,7 @@ def measure_dataset(
     *,
     embedder: Embedder | None = None,
     perplexity_model: LanguageModel | None = None,
+    perplexity_models: Mapping[str, LanguageModel] | None = None,
     judge: LanguageModel | None = None,
     detector: LanguageDetector | None = None,
     counter: TokenCounter | None = None,
@@ -150,7 +158,14 @@ def measure_dataset(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(examples, metrics) for the ok rows of ``synthetic``. A metric whose model is ``None`` is skipped:
-    its columns are NaN and a line is added to ``notes``."""
+    its columns are NaN and a line is added to ``notes``.
+
+    ``perplexity_models`` (student base name -> base LM) takes perplexity under each base: both tables
+    gain a ``student`` column, with one row per base. It replaces ``perplexity_model``."""
+    if perplexity_models is not None and perplexity_model is not None:
+        raise ValueError("give perplexity_model or perplexity_models, not both")
+    if perplexity_models is not None and not len(perplexity_models):
+        raise ValueError("perplexity_models is empty")
     cfg = cfg or MetricsConfig()
     notes = notes if notes is not None else []
     df = select_ok(synthetic, cfg.max_examples)
@@ -189,19 +204,26 @@ def measure_dataset(
         else:
             notes.append("diversity skipped: no embedder")
 
-        # perplexity
+        # perplexity (under one base LM, or under each student base)
         ex["perplexity"] = np.nan
         ex["perplexity_truncated"] = False
-        if perplexity_model is not None:
-            task = bar.add_task("perplexity", total=n)
-            ppl = response_perplexity(perplexity_model, prompts, responses, template=cfg.perplexity_template,
-                                      chunk_size=cfg.chunk_size, progress=lambda k: bar.advance(task, k))
-            ex["perplexity"] = [p.perplexity for p in ppl]
-            ex["perplexity_truncated"] = [p.truncated for p in ppl]
-            n_trunc = int(ex["perplexity_truncated"].sum())
+        per_base: dict[str, tuple[list[float], list[bool]]] = {}
+        ppl_models = dict(perplexity_models) if perplexity_models is not None else (
+            {None: perplexity_model} if perplexity_model is not None else {})
+        for base_name, lm in ppl_models.items():
+            label = "perplexity" if base_name is None else f"ppl {base_name}"[:12]
+            task = bar.add_task(label, total=n)
+            ppl = response_perplexity(lm, prompts, responses, template=cfg.perplexity_template,
+                                      chunk_size=cfg.chunk_size, progress=lambda k, t=task: bar.advance(t, k))
+            per_base[base_name] = ([p.perplexity for p in ppl], [p.truncated for p in ppl])
+            n_trunc = sum(per_base[base_name][1])
             if n_trunc:
-                notes.append(f"perplexity: {n_trunc} of {n} examples longer than the model window were cut on the left")
-        else:
+                under = "" if base_name is None else f" under {base_name}"
+                notes.append(f"perplexity{under}: {n_trunc} of {n} examples longer than the model window were cut "
+                             "on the left")
+        if None in per_base:
+            ex["perplexity"], ex["perplexity_truncated"] = per_base[None]
+        elif not per_base:
             notes.append("perplexity skipped: no perplexity model")
 
         # judge
@@ -218,8 +240,10 @@ def measure_dataset(
 
             def grade(sl: slice):
                 if constrained:
-                    return judge_pairs_constrained(judge, prompts[sl], responses[sl], langs[sl], params)
-                return judge_pairs(judge, prompts[sl], responses[sl], langs[sl], params, cfg.judge_structured)
+                    return judge_pairs_constrained(judge, prompts[sl], responses[sl], langs[sl], params,
+                                                   templates=cfg.judge_templates, rendering=cfg.judge_rendering)
+                return judge_pairs(judge, prompts[sl], responses[sl], langs[sl], params, cfg.judge_structured,
+                                   templates=cfg.judge_templates, rendering=cfg.judge_rendering)
 
             for s in range(0, n, cfg.chunk_size):
                 sl = slice(s, s + cfg.chunk_size)
@@ -238,8 +262,17 @@ def measure_dataset(
             notes.append("judge skipped: no judge model configured")
 
     ex = ex[EXAMPLE_COLUMNS]
-    metrics = aggregate(ex, prompt_vecs, response_vecs, judged=judge is not None)
-    return ex, metrics
+    if perplexity_models is None:
+        return ex, aggregate(ex, prompt_vecs, response_vecs, judged=judge is not None)
+    ex_parts, metric_parts = [], []
+    for base_name, (values, truncated) in per_base.items():
+        part = ex.assign(perplexity=values, perplexity_truncated=truncated)
+        part.insert(part.columns.get_loc("trial") + 1, STUDENT, base_name)
+        m = aggregate(part, prompt_vecs, response_vecs, judged=judge is not None)
+        ex_parts.append(part)
+        metric_parts.append(m)
+    return (pd.concat(ex_parts, ignore_index=True),
+            pd.concat(metric_parts, ignore_index=True))
 
 
 def _dataset_row(g: pd.DataFrame, idx: np.ndarray, prompt_vecs, response_vecs, judged: bool) -> dict:
@@ -272,53 +305,117 @@ def _dataset_row(g: pd.DataFrame, idx: np.ndarray, prompt_vecs, response_vecs, j
 def aggregate(ex: pd.DataFrame, prompt_vecs: np.ndarray | None = None, response_vecs: np.ndarray | None = None,
               judged: bool = True) -> pd.DataFrame:
     """Dataset rows: per teacher × language × trial (``method="all"``) and per method. Row order of
-    ``ex`` must match the vectors'."""
+    ``ex`` must match the vectors' (for one student base: ``ex`` may hold a constant ``student`` column,
+    which is kept as a key after ``trial``)."""
     rows = []
     ex = ex.reset_index(drop=True)
+    student = None
+    if STUDENT in ex.columns:
+        names = ex[STUDENT].unique()
+        if len(names) != 1:
+            raise ValueError("aggregate takes one student base at a time")
+        student = names[0]
     for keys, g in ex.groupby(KEYS, sort=True, dropna=False):
         rows.append(dict(zip(KEYS, keys), method="all", **_dataset_row(g, g.index.to_numpy(), prompt_vecs,
                                                                           response_vecs, judged)))
         for method, gm in g.groupby("method", sort=True):
             rows.append(dict(zip(KEYS, keys), method=method, **_dataset_row(gm, gm.index.to_numpy(), prompt_vecs,
                                                                                response_vecs, judged)))
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    out = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    if student is not None:
+        out.insert(out.columns.get_loc("trial") + 1, STUDENT, student)
+    return out
 
 
 # ------------------------------------------------------------------------------------ loading + files
 
 
-def load_measure_models(cfg: MetricsConfig) -> dict:
-    """The models the config names: embedder, perplexity_model, judge, detector, counter."""
+Loader = Callable[[Any], LanguageModel]
+
+
+def _student_bases(student) -> list:
+    """StudentConfig / list of StudentBase / None -> list of StudentBase (names filled)."""
+    if student is None:
+        return []
+    if hasattr(student, "resolved_bases"):
+        return student.resolved_bases()
+    return [b.resolved() if hasattr(b, "resolved") else b for b in student]
+
+
+def perplexity_targets(cfg: MetricsConfig, student=None) -> tuple[dict[str, Any] | None, Any, list[str]]:
+    """Which base LM(s) perplexity is taken under: ``(per_base, single, notes)``.
+
+    ``per_base`` maps each student base's name to its spec when ``cfg.perplexity_model`` is ``"student"``
+    and ``student`` (a StudentConfig or a list of StudentBase) names bases; otherwise ``single`` is the one
+    spec (``tiny:gemma3-270m`` for ``"student"`` without a student base) or None (skipped)."""
+    notes: list[str] = []
+    if cfg.perplexity_model != STUDENT_BASES:
+        return None, cfg.perplexity_model, notes
+    bases = _student_bases(student)
+    if not bases:
+        notes.append(f"perplexity under {FALLBACK_PERPLEXITY_MODEL}: the experiment names no student base "
+                     "(metrics.perplexity_model: student); set student.base, or a base LM in metrics.perplexity_model")
+        return None, FALLBACK_PERPLEXITY_MODEL, notes
+    return {b.name: b.base for b in bases}, None, notes
+
+
+def load_measure_models(cfg: MetricsConfig, load: Loader | None = None, student=None,
+                        notes: list[str] | None = None, skip: Iterable[str] = ()) -> dict:
+    """The models the config names: embedder, perplexity_model or perplexity_models (one per student
+    base), judge, detector, counter. LMs come from ``load`` (default :func:`pgscore.models.load_model`).
+    Names in ``skip`` are not loaded (``perplexity_model`` skips both perplexity entries)."""
     from pgscore.metrics.fidelity import load_detector
     from pgscore.metrics.lengths import token_counter
     from pgscore.models import load_model
     from pgscore.models.embedders import load_embedder
 
-    ppl_model = load_model(cfg.perplexity_model) if cfg.perplexity_model else None
-    if cfg.length_tokenizer:
-        counter = token_counter(cfg.length_tokenizer)
-    else:
-        counter = token_counter(ppl_model) if ppl_model is not None else None
-    return {
-        "embedder": load_embedder(cfg.embedder),
-        "perplexity_model": ppl_model,
-        "judge": load_model(cfg.judge) if cfg.judge else None,
-        "detector": load_detector(cfg.language_detector),
-        "counter": counter,
-    }
+    load = load or load_model
+    skip = set(skip)
+    out: dict[str, Any] = {}
+    if "perplexity_model" not in skip and "perplexity_models" not in skip:
+        per_base, single, why = perplexity_targets(cfg, student)
+        if notes is not None:
+            notes += why
+        out["perplexity_model"] = load(single) if single else None
+        out["perplexity_models"] = {name: load(spec) for name, spec in per_base.items()} if per_base else None
+    if "counter" not in skip:
+        if cfg.length_tokenizer:
+            out["counter"] = token_counter(cfg.length_tokenizer)
+        else:  # token lengths: the (first) perplexity model's tokenizer
+            first = out.get("perplexity_model") or next(iter((out.get("perplexity_models") or {}).values()), None)
+            out["counter"] = token_counter(_unwrap(first)) if first is not None else None
+    if "embedder" not in skip:
+        out["embedder"] = load_embedder(cfg.embedder)
+    if "judge" not in skip:
+        out["judge"] = load(cfg.judge) if cfg.judge else None
+    if "detector" not in skip:
+        out["detector"] = load_detector(cfg.language_detector)
+    return out
 
 
-MODEL_ARGS = ("embedder", "perplexity_model", "judge", "detector", "counter")
+def _unwrap(model):
+    """The model under a ledger wrapper (token counting needs the real tokenizer)."""
+    return getattr(model, "model", model) if type(model).__name__ == "CachedModel" else model
+
+
+MODEL_ARGS = ("embedder", "perplexity_model", "perplexity_models", "judge", "detector", "counter")
 
 
 def run_measure(synthetic: pd.DataFrame | str | Path, out_dir: str | Path, cfg: MetricsConfig | None = None,
-                progress: bool = True, **models) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+                progress: bool = True, *, load: Loader | None = None, student=None,
+                **models) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Measure a synthetic table and write ``metrics_examples.parquet`` and ``metrics.parquet`` in
-    ``out_dir``. Resumable: model calls go through the run ledger ``out_dir/ledger.sqlite`` and
-    embeddings are cached in ``out_dir/cache/embeddings``. ``models`` (any of ``MODEL_ARGS``) replace
-    what the config would load."""
+    ``out_dir``. Resumable: model calls go through the run ledger ``out_dir/ledger.sqlite`` (a server
+    embedder's vectors too) and local embeddings are cached in ``out_dir/cache/embeddings``.
+
+    ``load`` (spec -> LanguageModel) builds the LMs (the run's shared loader, contract 4; default
+    :func:`pgscore.models.load_model`); models it returns already wrapped in a ``CachedModel`` are used as
+    they are. ``student`` (the experiment's StudentConfig, or a list of StudentBase) names the bases that
+    ``perplexity_model: student`` measures under. ``models`` (any of ``MODEL_ARGS``) replace what the config
+    would load; passing ``perplexity_model`` or ``perplexity_models`` decides perplexity on its own."""
     from pgscore.io import read_table, write_table
     from pgscore.ledger import CachedModel, Ledger
+    from pgscore.models.embedders import CachedEmbedder, is_remote
 
     unknown = set(models) - set(MODEL_ARGS)
     if unknown:
@@ -327,17 +424,32 @@ def run_measure(synthetic: pd.DataFrame | str | Path, out_dir: str | Path, cfg: 
     out = Path(out_dir)
     df = read_table(synthetic) if isinstance(synthetic, (str, Path)) else synthetic
     select_ok(df)  # fail fast on bad input, before loading any model
-    if not all(k in models for k in MODEL_ARGS):
-        models = {**load_measure_models(cfg), **models}
-    ledger = Ledger(out)
-    for name, stage in (("perplexity_model", "measure.perplexity"), ("judge", "measure.judge")):
-        m = models.get(name)
-        if m is not None and not isinstance(m, CachedModel):
-            models[name] = CachedModel(m, ledger, stage=stage, chunk_size=cfg.chunk_size)
     notes: list[str] = []
+    if "perplexity_model" in models or "perplexity_models" in models:
+        models.setdefault("perplexity_model", None)
+        models.setdefault("perplexity_models", None)
+    if not all(k in models for k in MODEL_ARGS):
+        models = {**load_measure_models(cfg, load=load, student=student, notes=notes, skip=models), **models}
+    ledger = Ledger(out)
+    wrap = lambda m, stage: m if m is None or isinstance(m, CachedModel) else CachedModel(  # noqa: E731
+        m, ledger, stage=stage, chunk_size=cfg.chunk_size)
+    models["perplexity_model"] = wrap(models.get("perplexity_model"), "measure.perplexity")
+    if models.get("perplexity_models"):
+        models["perplexity_models"] = {k: wrap(m, "measure.perplexity") for k, m in models["perplexity_models"].items()}
+    models["judge"] = wrap(models.get("judge"), "measure.judge")
+    emb = models.get("embedder")
+    cache_dir: Path | None = out / "cache" / "embeddings"
+    if emb is not None and is_remote(emb):
+        models["embedder"] = CachedEmbedder(emb, ledger, stage="measure.embed")
+        cache_dir = None  # the ledger keeps the vectors
+    if cfg.perplexity_model == STUDENT_BASES and models.get("perplexity_models"):
+        names = ", ".join(models["perplexity_models"])
+        notes.append(f"perplexity under each student base ({names}): metrics gain a 'student' column")
     try:
-        ex, metrics = measure_dataset(df, cfg, cache_dir=out / "cache" / "embeddings", notes=notes,
-                                      progress=progress, **models)
+        ex, metrics = measure_dataset(df, cfg, cache_dir=cache_dir, notes=notes, progress=progress, **models)
+        from pgscore.metrics.bootstrap import measure_hook  # bootstrap.parquet + calibration.parquet (issue 12)
+
+        measure_hook(out, df, ex, cfg, models, notes, cache_dir)
     finally:
         ledger.close()
     write_table(ex, out / "metrics_examples.parquet")

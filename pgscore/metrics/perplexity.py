@@ -17,7 +17,24 @@ from pgscore.models.base import ContinuationScore, LanguageModel
 
 #: how the prompt becomes the context; the response follows it directly
 DEFAULT_TEMPLATE = "{prompt}\n\n"
+#: named templates for ``metrics.perplexity_template``. ``paper``: prompt and response concatenated with no
+#: separator, as the authors' ``scripts/get_intrinsic_metrics.py`` feeds them to the base model.
+TEMPLATES = {"default": DEFAULT_TEMPLATE, "paper": "{prompt}"}
 ProgressFn = Callable[[int], None]
+
+
+def resolve_template(template: str | None) -> str:
+    """A template name (``default``, ``paper``) or a literal template holding ``{prompt}``."""
+    if template is None:
+        return DEFAULT_TEMPLATE
+    if template in TEMPLATES:
+        return TEMPLATES[template]
+    if "{prompt}" not in template:
+        from pgscore.errors import PgScoreError
+
+        raise PgScoreError(f"metrics.perplexity_template {template!r} has no {{prompt}} and is not one of "
+                           f"{', '.join(TEMPLATES)}")
+    return template
 
 
 @dataclass(frozen=True)
@@ -29,8 +46,9 @@ class ExamplePerplexity:
 
 
 def context_for(prompt: str, template: str = DEFAULT_TEMPLATE) -> str:
-    """The context string for a prompt (``{prompt}`` is replaced literally; other braces are kept)."""
-    return template.replace("{prompt}", prompt)
+    """The context string for a prompt (``{prompt}`` is replaced literally; other braces are kept;
+    a template name from :data:`TEMPLATES` is looked up first)."""
+    return resolve_template(template).replace("{prompt}", prompt)
 
 
 def from_score(score: ContinuationScore) -> ExamplePerplexity:

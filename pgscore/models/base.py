@@ -11,7 +11,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,10 +114,19 @@ class ModelSpec(BaseModel):
 _KNOWN_PREFIXES = {"tiny", "hf", "openai", "openai-batch", "vllm", "llamacpp", "fake"}
 
 
+OnResult = Callable[[int, Any], None]  # on_result(index in the batch, result) as each result arrives
+
+
 class LanguageModel(ABC):
-    """Chat generation, raw completion and continuation log-likelihood, all batched."""
+    """Chat generation, raw completion and continuation log-likelihood, all batched.
+
+    Streaming: a backend whose results arrive one by one (servers, Ray, batch APIs) sets
+    ``accepts_on_result = True`` and calls ``on_result(i, result)`` as each one arrives, so the run ledger
+    commits it at once; other backends leave it False and are never passed ``on_result``.
+    """
 
     spec: ModelSpec
+    accepts_on_result: bool = False
 
     @property
     def name(self) -> str:
@@ -129,15 +138,18 @@ class LanguageModel(ABC):
         return True
 
     @abstractmethod
-    def chat(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Generation]:
-        """Generate one reply per conversation."""
+    def chat(self, conversations: Sequence[Conversation], params: SamplingParams, *,
+             on_result: OnResult | None = None) -> list[Generation]:
+        """Generate one reply per conversation (``on_result``: only where ``accepts_on_result``)."""
 
     @abstractmethod
-    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+    def complete(self, prompts: Sequence[str], params: SamplingParams, *,
+                 on_result: OnResult | None = None) -> list[Generation]:
         """Continue raw text prompts (no chat template)."""
 
     @abstractmethod
-    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[ContinuationScore]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], *,
+                      on_result: OnResult | None = None) -> list[ContinuationScore]:
         """Score each ``(context, continuation)``: only continuation tokens count, padding never does."""
 
     def render_chat(self, conversation: Conversation) -> str | None:

@@ -13,10 +13,7 @@ GGUF files are dequantised to torch by transformers, which is slow the first tim
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -32,11 +29,17 @@ from pgscore.models.base import (
     ModelSpec,
     SamplingParams,
 )
-from pgscore.paths import cache_dir
+# Seams of this backend, re-exported here (their old home): where weights come from (no torch), token
+# sequence arithmetic and plain-chat rendering (shared with vLLM).
+from pgscore.models.hf_source import convert_gguf as _convert_gguf  # noqa: F401
+from pgscore.models.hf_source import converted_dir, resolve_source  # noqa: F401
+from pgscore.models.plain_chat import PLAIN_CHAT_STOPS, cut_at_stop, plain_chat_prompt  # noqa: F401
+from pgscore.models.sequences import continuation_start, left_truncate, length_batches, padding_fraction  # noqa: F401
+
+_resolve_source = resolve_source  # older name (plan, student training)
 
 DEFAULT_BATCH_SIZE = 8
 LOGIT_CHUNK = 512  # continuation positions pushed through the LM head at once (bounds vocab-size memory)
-_CONVERTED_MARK = "pgscore-converted.json"
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -68,76 +71,6 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def converted_dir(sha256: str) -> Path:
-    """Where the converted (safetensors) copy of the GGUF file with this sha256 lives."""
-    return cache_dir() / "converted" / sha256
-
-
-def _convert_gguf(gguf: Path, sha256: str) -> Path:
-    """Dequantise ``gguf`` once into ``converted_dir(sha256)``; returns that folder."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = converted_dir(sha256)
-    if (out / _CONVERTED_MARK).is_file():
-        return out
-    from rich.console import Console
-    from transformers.utils import logging as hf_logging
-
-    Console(stderr=True).print(f"[dim]converting {gguf.name} once to {out} (about a minute on CPU)[/dim]")
-    hf_logging.enable_progress_bar()  # transformers' de-quantisation progress bar
-    try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    except Exception as exc:  # the GGUF parser raises struct/Value/Key errors on a bad file
-        msg = (str(exc).splitlines() or [""])[0]
-        raise PgScoreError(f"cannot load {gguf} as a GGUF model: {type(exc).__name__}: {msg}") from None
-    finally:
-        hf_logging.disable_progress_bar()
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the weights below are plain float tensors
-    config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"))
-    (tmp / _CONVERTED_MARK).write_text(json.dumps({"source": str(gguf), "sha256": sha256}))
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / _CONVERTED_MARK).is_file():
-            raise
-    return out
-
-
-def _resolve_source(spec: ModelSpec) -> tuple[str, bool, dict[str, Any]]:
-    """(path or hub id to from_pretrained, local_only, extra info) for a spec."""
-    if spec.backend == "tiny":
-        from pgscore.models.tiny import tiny_model
-
-        tm = tiny_model(spec.model)
-        gguf = tm.locate()
-        return str(_convert_gguf(gguf, tm.sha256)), True, {"tiny": tm}
-    path = Path(spec.model).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise PgScoreError(f"GGUF file not found: {path}")
-        from pgscore.models.tiny import cached_sha256
-
-        return str(_convert_gguf(path.resolve(), cached_sha256(path))), True, {}
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise PgScoreError(f"{path} is not a Hugging Face model folder (no config.json)")
-        return str(path.resolve()), True, {}
-    if spec.model.startswith((".", "/", "~")) or spec.model.count("/") > 1:
-        raise PgScoreError(f"model path not found: {spec.model}")
-    return spec.model, False, {}  # a hub id
-
-
 def load_transformers(spec: ModelSpec) -> "TransformersLM":
     """Build a :class:`TransformersLM` from a ``hf`` or ``tiny`` spec."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -153,7 +86,7 @@ def load_transformers(spec: ModelSpec) -> "TransformersLM":
     dtype = _dtype(spec, device)
     local_only = True
     try:
-        source, local_only, extra = _resolve_source(spec)
+        source, local_only, extra = resolve_source(spec)
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
     except (OSError, ValueError) as exc:
@@ -178,75 +111,6 @@ def _hf_backend(spec: ModelSpec) -> LanguageModel:
 @register_backend("tiny")
 def _tiny_backend(spec: ModelSpec) -> LanguageModel:
     return load_transformers(spec)
-
-
-# ------------------------------------------------------------------------------------------ pure helpers
-
-
-def continuation_start(ctx_ids: Sequence[int], full_ids: Sequence[int]) -> int:
-    """Index in ``full_ids`` (tokens of context+continuation) where the continuation starts.
-
-    Normally the context's own token count; when the tokenizer merged the last context characters with the
-    first continuation characters, the merged token (it holds continuation text) counts as continuation.
-    """
-    n = 0
-    for a, b in zip(ctx_ids, full_ids):
-        if a != b:
-            break
-        n += 1
-    return min(n, len(ctx_ids))
-
-
-def left_truncate(ids: list[int], start: int, max_len: int, keep_first: bool) -> tuple[list[int], int, bool]:
-    """Cut ``ids`` on the left to ``max_len`` tokens (keeping a leading BOS if ``keep_first``).
-
-    Returns (ids, new continuation start, truncated). At least one context token is kept so the first
-    scored token has something to condition on; continuation tokens past the window are cut from its start.
-    """
-    if len(ids) <= max_len:
-        return ids, start, False
-    head = ids[:1] if keep_first else []
-    tail = ids[len(ids) - (max_len - len(head)) :]
-    new_start = max(start - (len(ids) - len(tail) - len(head)), len(head))
-    new_ids = head + tail
-    if new_start < 1:
-        new_start = 1
-    return new_ids, new_start, True
-
-
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), so padding stays small."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    """Share of pad positions in the padded batches."""
-    total = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
-    return 1.0 - sum(lengths) / total if total else 0.0
-
-
-def plain_chat_prompt(conversation: Conversation) -> str:
-    """Chat rendered for a model without a chat template: system text first, then User:/Assistant: turns."""
-    parts: list[str] = []
-    for m in conversation:
-        role, content = m.get("role", "user"), m.get("content", "")
-        if role == "system":
-            parts.append(f"{content}\n\n")
-        elif role == "assistant":
-            parts.append(f"Assistant: {content}\n")
-        else:
-            parts.append(f"User: {content}\n")
-    return "".join(parts) + "Assistant:"
-
-
-PLAIN_CHAT_STOPS = ("\nUser:",)
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Text up to the earliest stop string, and whether one was found."""
-    cut = min((i for s in stops if s and (i := text.find(s)) >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -502,4 +366,5 @@ __all__ = [
     "plain_chat_prompt",
     "cut_at_stop",
     "converted_dir",
+    "resolve_source",
 ]

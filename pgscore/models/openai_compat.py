@@ -26,15 +26,8 @@ The API key comes only from the env var ``spec.api_key_env`` (default ``OPENAI_A
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import email.utils
 import json
 import math
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from pgscore.errors import PgScoreError
@@ -45,88 +38,37 @@ from pgscore.models.base import (
     Generation,
     LanguageModel,
     ModelSpec,
+    OnResult,
     SamplingParams,
 )
+# The seams of this client, re-exported here (their old home): retry + transport, pricing, echo alignment.
+from pgscore.models.echo_logprobs import (  # noqa: F401
+    PROBE_TEXT,
+    alignment_shift,
+    continuation_from_echo,
+    continuation_from_prompt_logprobs,
+    last_token_index,
+    text_offsets,
+)
+from pgscore.models.pricing import Usage, cost_of, parse_price  # noqa: F401
+from pgscore.models.transport import (  # noqa: F401
+    RETRY_STATUS,
+    RequestFailed,
+    backoff_delay,
+    error_message,
+    http_lib,
+    read_api_key,
+    retry_after_seconds,
+    run_coroutine,
+)
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 OPENAI_URL = "https://api.openai.com/v1"
 LLAMACPP_URL = "http://127.0.0.1:8080/v1"
-PROBE_TEXT = "The quick brown fox jumps over the lazy dog. The capital of France is"
-
-OnResult = Callable[[int, Any], None]
-
-
-class RequestFailed(Exception):
-    """A request that will not succeed (permanent error or retries exhausted)."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.status = reason, status
+_error_message = error_message  # older name
+_cumulative = text_offsets  # older name
 
 
-@dataclass
-class Usage:
-    """Per-model accounting across all calls of one model object."""
-
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---- pure helpers ---------------------------------------------------------------------------------
-def read_api_key(spec: ModelSpec) -> str | None:
-    """The key from ``spec.api_key_file`` or the env var ``spec.api_key_env`` (default OPENAI_API_KEY)."""
-    if spec.api_key_file:
-        p = Path(spec.api_key_file).expanduser()
-        if not p.is_file():
-            raise PgScoreError(f"api_key_file not found: {p}")
-        return p.read_text(encoding="utf-8").strip() or None
-    return os.environ.get(spec.api_key_env or "OPENAI_API_KEY") or None
-
-
-def parse_price(price: Any) -> tuple[float, float]:
-    """``{"input": x, "output": y}`` (USD per 1M tokens) -> (x, y); None -> free."""
-    if price is None:
-        return 0.0, 0.0
-    if not isinstance(price, dict) or not {"input", "output"} >= set(price):
-        raise PgScoreError('options.price must be {"input": usd_per_1M, "output": usd_per_1M}')
-    try:
-        return float(price.get("input", 0.0)), float(price.get("output", 0.0))
-    except (TypeError, ValueError) as exc:
-        raise PgScoreError(f"options.price: not a number ({exc})") from exc
-
-
-def cost_of(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
-    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/invalid."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
-    r = rng or random
-    return r.uniform(0.0, min(cap, base * 2 ** max(attempt - 1, 0)))
-
-
+# ---- request bodies -------------------------------------------------------------------------------
 def sampling_body(params: SamplingParams, *, send_top_k: bool) -> dict[str, Any]:
     """OpenAI request fields for SamplingParams (json_schema handled by the caller)."""
     body: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens}
@@ -152,91 +94,6 @@ def chat_body(model: str, conv: Conversation, params: SamplingParams, *, send_to
     elif params.json_schema is not None and schema_mode == "json_object":
         body["response_format"] = {"type": "json_object", "schema": params.json_schema}
     return body
-
-
-def continuation_from_echo(logprobs: dict[str, Any], context: str, full: str, n_prompt: int | None,
-                           shift: int = 0) -> ContinuationScore:
-    """Sum the echoed prompt logprobs of the tokens that start at or after ``len(context)``.
-
-    ``shift`` corrects a server that reports token ``i``'s logprob at index ``i - shift``.
-    """
-    tokens = list(logprobs.get("tokens") or [])
-    lps = list(logprobs.get("token_logprobs") or [])
-    offsets = logprobs.get("text_offset")
-    if not offsets or len(offsets) != len(tokens):
-        offsets, pos = [], 0
-        for t in tokens:
-            offsets.append(pos)
-            pos += len(t)
-    if n_prompt is None or n_prompt > len(tokens):
-        n_prompt = sum(1 for o in offsets if o < len(full))
-    cut = len(context)
-    idx = [i for i in range(n_prompt) if offsets[i] >= cut]
-    if not idx:
-        raise ValueError("no continuation tokens in the echoed prompt")
-    vals = []
-    for i in idx:
-        j = i - shift
-        v = lps[j] if 0 <= j < len(lps) else None
-        if v is None:
-            raise ValueError(f"no logprob for continuation token {i}")
-        vals.append(float(v))
-    return ContinuationScore(logprob=float(sum(vals)), n_tokens=len(vals), token_logprobs=vals,
-                             truncated=False)
-
-
-def continuation_from_prompt_logprobs(entries: list[Any], context: str, full: str) -> ContinuationScore:
-    """vLLM ``prompt_logprobs`` (one dict per prompt token, the first None) -> continuation score.
-
-    Token positions are counted back from the end of ``full`` (the first token's text is not given).
-    """
-    chosen = []
-    for e in entries:
-        if e is None:
-            continue
-        lp = next(iter(e.values())) if len(e) == 1 else min(e.values(), key=lambda d: d.get("rank", 1))
-        chosen.append(lp)
-    pos = len(full) - sum(len(lp.get("decoded_token") or "") for lp in chosen)
-    vals = []
-    for lp in chosen:
-        if pos >= len(context):
-            vals.append(float(lp["logprob"]))
-        pos += len(lp.get("decoded_token") or "")
-    if not vals:
-        raise ValueError("no continuation tokens in prompt_logprobs")
-    return ContinuationScore(logprob=float(sum(vals)), n_tokens=len(vals), token_logprobs=vals)
-
-
-def _error_message(resp: Any) -> str:
-    try:
-        data = resp.json()
-        msg = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
-        msg = msg or data.get("message") or data.get("detail")
-    except (ValueError, AttributeError):
-        msg = resp.text
-    return " ".join(str(msg or "").split())[:300]
-
-
-def http_lib():
-    """``httpx2`` (the openai SDK's faster-pooling successor of httpx) when present, else ``httpx``."""
-    try:
-        import httpx2
-
-        return httpx2
-    except ImportError:
-        import httpx
-
-        return httpx
-
-
-def run_coroutine(factory: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a coroutine to completion from sync code, also when an event loop is already running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(factory())).result()
 
 
 # ---- the model ------------------------------------------------------------------------------------
@@ -319,12 +176,12 @@ class OpenAICompatModel(LanguageModel):
                     except (ValueError, AttributeError):
                         reason = "malformed JSON response"
                 elif resp.status_code in RETRY_STATUS:
-                    reason = f"HTTP {resp.status_code}: {_error_message(resp)}"
+                    reason = f"HTTP {resp.status_code}: {error_message(resp)}"
                     if "response_format" in reason:  # llama.cpp answers 500 to an unknown response_format
                         raise RequestFailed(reason, resp.status_code)
                     wait = retry_after_seconds(resp.headers.get("retry-after"))
                 else:
-                    raise RequestFailed(f"HTTP {resp.status_code}: {_error_message(resp)}", resp.status_code)
+                    raise RequestFailed(f"HTTP {resp.status_code}: {error_message(resp)}", resp.status_code)
             attempt += 1
             if attempt > self.max_retries:
                 raise RequestFailed(f"{reason} (gave up after {attempt} attempts)")
@@ -456,25 +313,18 @@ class OpenAICompatModel(LanguageModel):
             g, echo = self._gather([None], probe, None, "probe")[0]
             target = float(g["logprobs"]["token_logprobs"][0])
             lp = echo["choices"][0]["logprobs"]
-            toks, vals = lp["tokens"], lp["token_logprobs"]
-            offs = lp.get("text_offset") or list(_cumulative(toks))
-            j = max(i for i, o in enumerate(offs) if o < len(PROBE_TEXT) + len(g.get("text") or "")) if offs else -1
+            vals = lp["token_logprobs"]
+            j = last_token_index(lp, len(PROBE_TEXT) + len(g.get("text") or ""))
         except RequestFailed as exc:
             raise PgScoreError(f"{self.spec.short()}: logprob probe failed: {exc.reason}") from exc
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise PgScoreError(f"{self.spec.short()}: server gives no usable echo logprobs "
                                f"({type(exc).__name__}); set options.logprobs: none") from exc
-        best = None
-        for shift in (0, 1, -1):
-            k = j - shift
-            if 0 <= k < len(vals) and vals[k] is not None:
-                d = abs(float(vals[k]) - target)
-                if d < 0.05 and (best is None or d < best[1]):
-                    best = (shift, d)
-        if best is None:
+        shift = alignment_shift(target, vals, j)
+        if shift is None:
             raise PgScoreError(f"{self.spec.short()}: echoed logprobs do not match generated ones; "
                                "cannot trust this server's loglikelihood (options.logprobs_alignment)")
-        self._shift = best[0]
+        self._shift = shift
         return self._shift
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
@@ -525,13 +375,6 @@ class OpenAICompatModel(LanguageModel):
             return max(1, round(len(text) / 4))
 
         return self._gather(list(texts), one, None, "tokenize")
-
-
-def _cumulative(tokens: Sequence[str]):
-    pos = 0
-    for t in tokens:
-        yield pos
-        pos += len(t)
 
 
 @register_backend("openai")

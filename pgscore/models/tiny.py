@@ -162,3 +162,114 @@ def tiny_model(name: str) -> TinyModel:
         return TINY_MODELS[name]
     except KeyError:
         raise PgScoreError(f"unknown tiny model {name!r}; known: {', '.join(sorted(TINY_MODELS))}") from None
+
+
+# ---- GGUF -> safetensors conversion (the folder the transformers and vLLM backends load) -------------
+# Bump when the converted folder's layout changes: folders written by an older converter are re-converted
+# automatically on the next load (the version lives in the folder's marker file).
+# 1: safetensors as written by safetensors.torch.save_model (tied embedding only as lm_head.weight).
+# 2: tied embedding saved as model.embed_tokens.weight (the Hugging Face layout: vLLM reads it, transformers
+#    ties lm_head to it), config.json carries ``architectures``.
+CONVERTER_VERSION = 2
+CONVERTED_MARK = "pgscore-converted.json"
+
+
+def converted_dir(sha256: str) -> Path:
+    """Where the converted (safetensors) copy of the GGUF file with this sha256 lives."""
+    return cache_dir() / "converted" / sha256
+
+
+def conversion_info(folder: Path) -> dict | None:
+    """The marker of a converted folder (source, sha256, converter version), or None if absent/unreadable."""
+    try:
+        return json.loads((Path(folder) / CONVERTED_MARK).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def conversion_current(folder: Path) -> bool:
+    """True when ``folder`` was written by this converter version (older ones are re-converted)."""
+    info = conversion_info(folder)
+    return bool(info) and info.get("converter_version") == CONVERTER_VERSION
+
+
+def converted_state_dict(model) -> dict:
+    """The tensors to save for ``model``, one per distinct weight, under Hugging Face's canonical names.
+
+    With tied input/output embeddings (``config.tie_word_embeddings``) only the input embedding's name is
+    kept (``model.embed_tokens.weight`` for Llama/Gemma): loaders tie ``lm_head`` to it. ``save_model``
+    keeps one arbitrary name of a shared tensor (it kept ``lm_head.weight``), which vLLM does not read, so
+    its embedding stayed zero. Other shared tensors keep their first name; untied embeddings keep both.
+    """
+    emb = model.get_input_embeddings().weight
+    out_emb = model.get_output_embeddings()
+    tied = out_emb is not None and out_emb.weight is emb and bool(getattr(model.config, "tie_word_embeddings", True))
+    names = [n for n, p in model.named_parameters(remove_duplicate=False) if p is emb]
+    emb_name = next((n for n in names if "embed" in n), names[0] if names else None)
+    state, ptrs = {}, set()
+    for name, t in model.state_dict().items():
+        if tied and name != emb_name and t.data_ptr() == emb.data_ptr():
+            continue  # the tied lm_head: loaders rebuild it from the input embedding
+        t = t.detach()
+        if t.numel() and t.data_ptr() in ptrs:
+            t = t.clone()  # a shared tensor that loaders do not re-tie: save its own copy
+        ptrs.add(t.data_ptr())
+        state[name] = t.contiguous()
+    return state
+
+
+def convert_gguf(gguf: Path, sha256: str) -> Path:
+    """Dequantise ``gguf`` once into ``converted_dir(sha256)`` (float32 safetensors + config + tokenizer).
+
+    A folder left by an older converter version is replaced; concurrent converters each write a private
+    temporary folder and the first rename wins.
+    """
+    import shutil
+
+    out = converted_dir(sha256)
+    if conversion_current(out):
+        return out
+    import torch
+    from rich.console import Console
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    why = "stale (older converter), re-" if out.exists() else ""
+    Console(stderr=True).print(f"[dim]{why}converting {gguf.name} once to {out} (about a minute on CPU)[/dim]")
+    hf_logging.enable_progress_bar()  # transformers' de-quantisation progress bar
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # the GGUF parser raises struct/Value/Key errors on a bad file
+        msg = (str(exc).splitlines() or [""])[0]
+        raise PgScoreError(f"cannot load {gguf} as a GGUF model: {type(exc).__name__}: {msg}") from None
+    finally:
+        hf_logging.disable_progress_bar()
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain float tensors
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    save_file(converted_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    (tmp / CONVERTED_MARK).write_text(json.dumps({"source": str(gguf), "sha256": sha256,
+                                                  "converter_version": CONVERTER_VERSION}))
+    stale = out.with_name(f"{out.name}.{os.getpid()}.stale")
+    if out.exists() and not conversion_current(out):
+        try:
+            os.replace(out, stale)  # open files of the old folder stay readable (POSIX)
+        except OSError:
+            pass
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not conversion_current(out):
+            raise
+    shutil.rmtree(stale, ignore_errors=True)
+    return out

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from pgscore.errors import PgScoreError
+from pgscore.evidence import CITATION
+from pgscore.synthesis.config import METHODS
 
 log = logging.getLogger(__name__)
-METHODS = ("generate", "translate", "respond")
 SAMPLES_PER_GROUP = 5
-CITATION = "Miranda, Vulić, Korhonen 2026, Polyglot Teachers, arXiv 2604.11290"
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -35,12 +35,14 @@ class ResultsData:
     experiment: dict = field(default_factory=dict)
     scored: pd.DataFrame | None = None  # teacher × language
     rows: pd.DataFrame | None = None  # teacher × language × trial, scored (score_rows)
+    uncertainty: Any = None  # pgscore.uncertainty.Uncertainty of the folder's scores (P(best), pairwise)
 
     def get(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
 
 
-TABLES = ("scored", "metrics", "extrinsic", "synthetic", "metrics_examples")
+TABLES = ("scored", "metrics", "extrinsic", "synthetic", "metrics_examples", "calibration")
+OPTIONAL_TABLES = ("calibration",)  # not enough on their own to call a folder a results folder
 
 
 def load_results(root: str | Path) -> ResultsData:
@@ -51,8 +53,10 @@ def load_results(root: str | Path) -> ResultsData:
     if not root.is_dir():
         raise PgScoreError(f"results folder not found: {root}")
     data = ResultsData(root=root)
+    from pgscore.results import ResultsFolder
+
     for name in TABLES:
-        p = root / f"{name}.parquet"
+        p = ResultsFolder(root).path(name)
         if not p.is_file():
             data.tables[name] = None
             data.notes[name] = f"{name}.parquet not found"
@@ -62,7 +66,7 @@ def load_results(root: str | Path) -> ResultsData:
         except PgScoreError as exc:
             data.tables[name] = None
             data.notes[name] = str(exc)
-    if not any(data.tables[n] is not None for n in TABLES):
+    if not any(data.tables[n] is not None for n in TABLES if n not in OPTIONAL_TABLES):
         raise PgScoreError(f"{root} holds none of {', '.join(t + '.parquet' for t in TABLES)}: not a results folder")
     if (root / "experiment.yaml").is_file():
         import yaml
@@ -76,19 +80,30 @@ def load_results(root: str | Path) -> ResultsData:
 
 
 def _score(data: ResultsData) -> None:
-    from pgscore import scoring
+    from pgscore.results import ResultsFolder
 
     metrics, ext = data.get("metrics"), data.get("extrinsic")
+    folder = ResultsFolder(data.root)
     if metrics is not None and ext is not None:
         # per-trial rows exactly as `pgscore run` scores them: an undefined PGR stays undefined (NaN)
         try:
-            data.rows, _ = scoring.score_result_rows(metrics, ext)
+            data.rows, _ = folder.scored_rows()
         except PgScoreError as exc:
             data.notes["rows"] = f"cannot score trials: {exc}"
     data.scored = data.get("scored")
+    full = None
+    if metrics is not None:  # intervals, P(best) and the pairwise matrix (pgscore.uncertainty)
+        try:
+            full = folder.scored_full()
+            data.uncertainty = full[2]
+        except PgScoreError as exc:
+            data.notes["uncertainty"] = f"no intervals: {exc}"
     if data.scored is None and data.rows is not None:
-        data.scored = scoring.average_trials(data.rows, [k for k in ("teacher", "language") if k in data.rows.columns])
+        data.scored = full[0] if full is not None else folder.scored()
         data.notes["scored"] = "scored.parquet not found: scores computed from metrics + extrinsic"
+    elif data.scored is not None and "pg_score_low" not in data.scored.columns and full is not None and ext is not None:
+        data.scored = full[0]
+        data.notes["scored"] = "scored.parquet has no intervals (written before issue 12): scores recomputed with intervals"
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -165,11 +180,25 @@ class _Builder:
             what, caption = "Intrinsic Z", "PG-Score is undefined (no PGR: see the student section); intrinsic Z shown instead."
             s.intro += " No PGR is defined, so teachers are ranked by intrinsic Z alone."
         board = scoring.leaderboard(scored)
-        langs = [c for c in board.columns if c not in ("rank", "teacher", "mean_pg", "n_languages", "student", "method")]
+        fixed = ("rank", "teacher", "mean_pg", "n_languages", "student", "method", "mean_pg_low", "mean_pg_high",
+                 "p_best_overall")
+        langs = [c for c in board.columns if c not in fixed]
         mat = board.set_index("teacher")[langs]
-        s.figures.append(self.figure(plots.heatmap(mat, f"{what} per teacher × language", center=0.0),
+        iv = scoring.leaderboard_intervals(scored) if what == "PG-Score" else _z_intervals(scored)
+        annot = None
+        if iv is not None:
+            lo, hi = (w.reset_index().set_index("teacher")[langs] if "teacher" in w.index.names else w for w in iv)
+            annot = pd.DataFrame({c: [_cell(v, a, b, 2, "\n") for v, a, b in zip(mat[c], lo[c].reindex(mat.index),
+                                                                                  hi[c].reindex(mat.index))]
+                                  for c in langs}, index=mat.index)
+            caption += " Brackets: 95% bootstrap interval (see the P(best) section)."
+        s.figures.append(self.figure(plots.heatmap(mat, f"{what} per teacher × language", center=0.0, annot=annot),
                                      "leaderboard_heatmap", caption))
-        s.tables.append(_table(f"Leaderboard: mean {what} over languages", board))
+        s.tables.append(_table(f"Leaderboard: mean {what} over languages" + (" with 95% intervals" if iv else ""),
+                               _board_with_intervals(board, iv, langs)))
+        unc = self.data.uncertainty
+        if unc is not None and unc.messages:
+            s.intro += " " + unc.messages[0][0].upper() + unc.messages[0][1:] + "."
         rows = self.data.rows
         if rows is not None and "trial" in rows.columns:
             r = rows.copy()
@@ -284,6 +313,102 @@ class _Builder:
                             "response_lang_fidelity") if c in per.columns]
         tab = per.groupby(["method", "teacher"], sort=False)[cols].mean().reset_index()
         s.tables.append(_table("Mean metrics per method and teacher", tab))
+
+    def p_best(self, s: Section) -> None:
+        from pgscore.report import plots
+
+        unc = self.data.uncertainty
+        scored = self.need_scored()
+        if unc is None or "p_best" not in scored.columns or scored["p_best"].isna().all():
+            raise _Missing(self.data.notes.get("uncertainty", "no resamples: P(best) needs metrics.parquet"))
+        what = "PG-Score" if unc.value == "pg_score" else "intrinsic Z (no PGR defined)"
+        s.intro = (f"From {unc.n_resamples} resamples ({_sources(scored)}): the probability that each teacher has the "
+                   f"highest {what}, per language and for the mean over languages, and how often one teacher's mean "
+                   "beats another's. Two teachers are called separable when one beats the other in at least 95% of "
+                   "resamples.")
+        extra = [c for c in ("student", "method") if c in scored.columns and scored[c].nunique() > 1]
+        pb = scored.pivot_table(index=[*extra, "teacher"], columns="language", values="p_best", aggfunc="mean", sort=False)
+        pb.columns.name = None
+        if "p_best_overall" in scored.columns:
+            pb.insert(0, "overall", scored.groupby([*extra, "teacher"], sort=False)["p_best_overall"].first())
+        pb = pb.sort_values("overall" if "overall" in pb.columns else pb.columns[0], ascending=False)
+        s.tables.append(_table("P(best): share of resamples in which the teacher is highest", pb.reset_index(), digits=2))
+        s.tables.append(_table("Separability of the top two", pd.DataFrame({"finding": unc.messages})))
+        for key, mat in unc.pairwise.items():
+            if len(mat) < 2:
+                continue
+            order = mat.mean(axis=1).sort_values(ascending=False).index
+            m = mat.loc[order, order]
+            label = " ".join(str(k) for k in key)
+            s.figures.append(self.figure(
+                plots.heatmap(m, f"P(row beats column), mean {what} over languages" + (f" — {label}" if label else ""),
+                              cmap="RdBu", vmin=0, vmax=1, fmt="{:.0%}"),
+                "pairwise" + ("_" + _slug(label) if label else ""),
+                "Share of resamples in which the row teacher's mean over languages is higher than the column's."))
+
+    def calibration(self, s: Section) -> None:
+        cal = self.need("calibration")
+        cols = [c for c in ("language", "n_matched", "n_corrupted", "judge_auc", "judge_matched_mean",
+                            "judge_corrupted_mean", "judge_in_z", "perplexity_auc", "embedder_auc", "embedder_gap",
+                            "note") if c in cal.columns]
+        thr = cal["min_judge_auc"].dropna().iloc[0] if "min_judge_auc" in cal.columns and cal["min_judge_auc"].notna().any() else 0.6
+        dropped = cal[cal["judge_in_z"] == False]["language"].tolist() if "judge_in_z" in cal.columns else []  # noqa: E712
+        s.intro = (f"Before a metric counts, each language's own seed pairs are matched against corrupted copies "
+                   f"({cal['corruptions'].iloc[0] if 'corruptions' in cal.columns else 'swapped, other language, truncated, shuffled'}). "
+                   "AUC 0.5 = cannot tell them apart, 1 = always ranks the real pair higher. Judge AUC below "
+                   f"metrics.min_judge_auc = {thr:g} leaves the judge out of Z for that language"
+                   + (f": left out for {', '.join(map(str, dropped))}." if dropped else "; no judge was left out.")
+                   + " The embedder column compares a prompt with its own response against another prompt's response.")
+        names = {c: c for c in cols}
+        s.tables.append(_table("Calibration per language", cal[cols].rename(columns=names), digits=2))
+        judges = [c for c in ("judge", "perplexity_model", "embedder") if c in cal.columns and cal[c].notna().any()]
+        if judges:
+            s.tables.append(_table("Models calibrated", cal[["language", *judges]].drop_duplicates(subset=judges)))
+
+    def screen(self, s: Section) -> None:
+        from pgscore.screen import screen_teachers
+
+        df = self.data.rows if self.data.rows is not None else self.need_scored()
+        try:
+            res = screen_teachers(df, top_k=min(3, max(1, df["teacher"].nunique() - 1)))
+        except PgScoreError as exc:
+            raise _Missing(f"screening not possible: {exc}") from None
+        s.intro = (f"Which teachers are worth training students for, predicted from intrinsic metrics "
+                   f"(`pgscore screen`). {res.message}")
+        cols = [c for c in ("rank", "teacher", "n_languages", "has_extrinsic", "intrinsic_z", "pgr_actual", "pgr_pred",
+                            "pgr_lo", "pgr_hi", "pg_actual", "pg_pred", "pg_lo", "pg_hi") if c in res.teachers.columns]
+        s.tables.append(_table("Screening: predicted PGR and PG-Score per teacher (interval: bootstrap)", res.teachers[cols]))
+        if res.validation:
+            val = pd.DataFrame([{k: v for k, v in res.validation.items() if not isinstance(v, (list, dict))}])
+            s.tables.append(_table("Leave-one-teacher-out validation", val))
+
+    def recommend(self, s: Section) -> None:
+        from pgscore.recommend import recommend
+
+        langs = _summary(self.data).get("languages") or []
+        if not langs:
+            raise _Missing("no languages in this folder")
+        student = (self.data.experiment.get("student") or {}).get("base") if isinstance(
+            self.data.experiment.get("student"), dict) else None
+        student = student if isinstance(student, str) else "tiny:gemma3-270m"
+        rows, notes = [], []
+        for lang in langs:
+            try:
+                rec = recommend(lang, student, results_dirs=[self.data.root], top=3)
+            except PgScoreError as exc:
+                notes.append(f"{lang}: {exc}")
+                continue
+            for t in rec.teachers:
+                rows.append({"language": lang, "rank": t.rank, "teacher": t.teacher, "expected_pg": t.expected_pg,
+                             "strength": t.strength, "source": rec.source})
+            mix = ", ".join(f"{k} {100 * v:.0f}%" for k, v in rec.method_mix.items())
+            notes.append(f"{lang}: method mix {mix} — {rec.method_explanation}")
+        if not rows:
+            raise _Missing("; ".join(notes) or "no recommendation")
+        s.intro = (f"`pgscore recommend` for each language of this run and the student {student}: the top teachers "
+                   "by expected PG-Score (from this folder's scores where they exist, else the paper) and a method mix.")
+        s.tables.append(_table("Recommended teachers per language", pd.DataFrame(rows)))
+        s.tables.append(_table("Method mix per language", pd.DataFrame({"recommendation": notes})))
 
     def students(self, s: Section) -> None:
         from pgscore.report import plots
@@ -409,11 +534,66 @@ SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("robustness", "λ robustness", "robustness",
      "How much the teacher ranking changes when the weight λ of PGR vs Z changes."),
     ("methods", "Generation methods", "methods", ""),
+    ("p-best", "P(best) and pairwise comparison", "p_best", ""),
+    ("calibration", "Calibration of judge, perplexity model and embedder", "calibration", ""),
+    ("screen", "Screening (which teachers to train students for)", "screen", ""),
+    ("recommend", "Recommendation", "recommend", ""),
     ("students", "Student benchmark scores", "students", ""),
     ("failures", "Failures", "failures", ""),
     ("cost", "Cost and tokens", "cost", ""),
     ("samples", "Sample browser", "samples", ""),
 )
+
+
+def _cell(v, lo, hi, digits: int = 3, sep: str = " ") -> str:
+    """``0.512 [0.41, 0.60]`` (value alone without an interval, ``–`` without a value)."""
+    if v is None or v != v:
+        return "–"
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f}{sep}[{lo:.2f}, {hi:.2f}]"
+
+
+def _board_with_intervals(board: pd.DataFrame, iv, langs: list[str]) -> pd.DataFrame:
+    """The leaderboard with interval text in the mean and language cells and P(best) as a percentage."""
+    out = board.copy()
+    if {"mean_pg_low", "mean_pg_high"} <= set(out.columns):
+        out["mean_pg"] = [_cell(v, a, b) for v, a, b in zip(out["mean_pg"], out["mean_pg_low"], out["mean_pg_high"])]
+        out = out.drop(columns=["mean_pg_low", "mean_pg_high"])
+    if "p_best_overall" in out.columns:
+        out["p_best_overall"] = [("–" if v != v else f"{100 * v:.0f}%") for v in out["p_best_overall"]]
+        out = out.rename(columns={"p_best_overall": "P(best)"})
+    if iv is not None:
+        lo, hi = iv
+        keys = [k for k in lo.index.names if k in out.columns]
+        where = pd.MultiIndex.from_frame(out[keys]) if len(keys) > 1 else pd.Index(out[keys[0]])
+        lo, hi = lo.reindex(where), hi.reindex(where)
+        for c in langs:
+            if c in lo.columns:
+                out[c] = [_cell(v, a, b) for v, a, b in zip(board[c], lo[c].to_numpy(), hi[c].to_numpy())]
+    return out
+
+
+def _z_intervals(scored: pd.DataFrame):
+    if not {"intrinsic_z_low", "intrinsic_z_high"} <= set(scored.columns):
+        return None
+    from pgscore import scoring
+
+    return scoring.leaderboard_intervals(scored.assign(pg_score_low=scored["intrinsic_z_low"],
+                                                       pg_score_high=scored["intrinsic_z_high"]))
+
+
+def _sources(scored: pd.DataFrame) -> str:
+    if "interval_source" not in scored.columns:
+        return "no source recorded"
+    srcs = sorted({p.strip() for v in scored["interval_source"].dropna() for p in str(v).split(",") if p.strip()})
+    return "sources: " + (", ".join(srcs) if srcs else "none")
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "x"
 
 
 def build_sections(data: ResultsData, fig_dir: Path | None, progress: Callable[[str], None] | None = None,

@@ -16,11 +16,14 @@ def _short(s: str, n: int = 28) -> str:
 
 
 def heatmap(matrix: pd.DataFrame, title: str, cmap: str = "RdYlGn", fmt: str = "{:.2f}", center: float | None = None,
-            xlabel: str = "", ylabel: str = "", vmin: float | None = None, vmax: float | None = None) -> Figure:
-    """Annotated heatmap of a numeric DataFrame (rows × columns)."""
+            xlabel: str = "", ylabel: str = "", vmin: float | None = None, vmax: float | None = None,
+            annot: pd.DataFrame | None = None) -> Figure:
+    """Annotated heatmap of a numeric DataFrame (rows × columns). ``annot``: cell texts (same shape) to
+    print instead of the formatted values, e.g. a value with its interval."""
     values = matrix.to_numpy(dtype=float)
-    h = min(7.0, max(2.4, 0.45 * len(matrix) + 1.4))
-    w = min(9.0, max(4.0, 0.75 * len(matrix.columns) + 3.2))
+    texts = None if annot is None else annot.reindex(index=matrix.index, columns=matrix.columns).to_numpy(dtype=object)
+    h = min(7.0, max(2.4, (0.65 if texts is not None else 0.45) * len(matrix) + 1.4))
+    w = min(11.0, max(4.0, (1.25 if texts is not None else 0.75) * len(matrix.columns) + 3.2))
     fig = Figure(figsize=(w, h))
     ax = fig.add_subplot()
     finite = values[np.isfinite(values)]
@@ -32,7 +35,8 @@ def heatmap(matrix: pd.DataFrame, title: str, cmap: str = "RdYlGn", fmt: str = "
     ax.set_yticks(range(len(matrix)), [_short(i) for i in matrix.index])
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8 if values.size <= 60 else 6.5)
+            label = fmt.format(v) if texts is None or not isinstance(texts[r, c], str) else texts[r, c]
+            ax.text(c, r, label, ha="center", va="center", fontsize=(8 if values.size <= 60 else 6.5) - (1 if texts is not None else 0))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

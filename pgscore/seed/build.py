@@ -20,7 +20,7 @@ from pgscore.seed.sources import load_source
 
 SEED_COLUMNS = ["id", "language", "prompt", "response", "source", "task", "prompt_en"]
 POOL_COLUMNS = ["id", "language", "prompt", "source"]
-DROP_REASONS = ("empty", "wrong_language", "duplicate", "quota", "per_language_cap")
+DROP_REASONS = ("source_filter", "empty", "wrong_language", "duplicate", "quota", "per_language_cap")
 
 
 def normalize_prompt(text: str) -> str:
@@ -59,16 +59,21 @@ def _select(df: pd.DataFrame, language: str, source: SeedSource, cfg: SeedConfig
     until the limit; every examined row that is not kept gets one drop reason."""
     from pgscore.langid import claimed_prob
 
-    limit = min(x for x in (source.quota, cap) if x is not None) if (source.quota or cap is not None) else None
+    quota = source.quota_for(language)
+    limit = min(x for x in (quota, cap) if x is not None) if (quota or cap is not None) else None
     counts = {r: 0 for r in DROP_REASONS}
     order = np.arange(len(df))
     if limit is not None and limit < len(df):
         order = np.random.default_rng(stable_seed(cfg.seed, source.name, language)).permutation(len(df))
+    filtered = df["filtered"].to_numpy() if "filtered" in df.columns else np.zeros(len(df), dtype=bool)
     kept: list[int] = []
     local_seen: set[str] = set()
     for pos in order:
+        if filtered[pos]:  # the source's own filters (e.g. EuroBlocks' Magpie rows, HelpSteer3's domain)
+            counts["source_filter"] += 1
+            continue
         if limit is not None and len(kept) >= limit:
-            counts["quota" if source.quota is not None and len(kept) >= source.quota else "per_language_cap"] += 1
+            counts["quota" if quota is not None and len(kept) >= quota else "per_language_cap"] += 1
             continue
         prompt, response = _str(df["prompt"].iat[pos]), _str(df["response"].iat[pos])
         if not prompt or (source.kind == "pairs" and not response):
@@ -98,7 +103,8 @@ def _collect(sources: list[SeedSource], languages: list[str], cfg: SeedConfig, p
         src = resolve(raw)
         if src.kind not in SEED_KINDS:
             raise PgScoreError(f"seed source {src.name!r}: kind must be one of {', '.join(SEED_KINDS)}")
-        need = None if src.quota is None else 3 * src.quota
+        quotas = [q for q in (src.quota, *src.quotas.values()) if q is not None]
+        need = 3 * max(quotas) if quotas else None
         try:
             df = load_source(src, languages, need=need)
         except DataMissingError as exc:
@@ -131,9 +137,15 @@ def build_seed(languages: list[str], cfg: SeedConfig | None = None, out_dir: str
     """Build ``seed.parquet`` (target-language pairs and prompts) and ``english_pool.parquet``."""
     cfg = cfg or SeedConfig()
     langs = [normalize(lang) for lang in languages]
+    langs = [{"fil": "tl"}.get(lang, lang) for lang in langs]  # the paper's tag for Tagalog/Filipino
     if not langs:
         raise PgScoreError("no languages given")
     warnings: list[str] = []
+    if cfg.recipe:
+        from pgscore.seed.recipes import apply_recipe
+
+        cfg, recipe_notes = apply_recipe(cfg)
+        warnings += recipe_notes
     seed, rep = _collect(cfg.sources, langs, cfg, cfg.per_language, warnings)
     seed = seed[SEED_COLUMNS].reset_index(drop=True)
     pool, rep_en = _collect(cfg.english_sources, ["en"], cfg, None, warnings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 SEED_KINDS = ("pairs", "prompts", "english_prompts")
@@ -32,6 +34,17 @@ class SeedSource(BaseModel):
     preset: str | None = None
     optional: bool = False  # a missing file/data folder is a warning, not an error
     max_scan: int | None = Field(None, ge=1)  # hub sources: stop streaming after this many rows
+    quotas: dict[str, int] = Field(default_factory=dict)  # per-language quotas (override ``quota``)
+    # source filters (rows failing them are counted as ``source_filter`` drops): keep rows whose field
+    # equals one of the values; drop rows whose field contains one of the texts, case-insensitively
+    # (EuroBlocks' Magpie rows, WildChat's "EnglishTitle" API-call prompts)
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    exclude_contains: dict[str, str | list[str]] = Field(default_factory=dict)
+    # a built-in record transform: ``helpsteer3_preferred`` picks the preferred of response1/response2
+    transform: Literal["helpsteer3_preferred"] | None = None
+
+    def quota_for(self, language: str) -> int | None:
+        return self.quotas.get(language, self.quota)
 
 
 def _default_sources() -> list[SeedSource]:
@@ -51,6 +64,11 @@ def _default_english() -> list[SeedSource]:
 class SeedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # "paper": the paper's seed recipe (Table 6 sources and per-language quotas, pgscore.seed.recipes);
+    # it replaces ``sources`` and ``english_sources``
+    recipe: Literal["paper"] | None = None
+    recipe_dir: str | None = None  # recipe sources read local copies DIR/<preset>.{jsonl,json,parquet,csv}
+    recipe_quotas: dict[str, int] = Field(default_factory=dict)  # recipe source name -> quota per language
     sources: list[SeedSource] = Field(default_factory=_default_sources)
     english_sources: list[SeedSource] = Field(default_factory=_default_english)
     per_language: int | None = Field(None, ge=1)

@@ -1,7 +1,12 @@
 """Column mappings for known seed corpora. ``SeedSource(preset=...)`` starts from these.
 
 Offline ones read ``{data}`` (the shared data folder, never copied into the package); hub ones need
-Hugging Face access and are loaded with ``datasets`` (streamed, stopping once quotas are met).
+Hugging Face access and are loaded with ``datasets`` (streamed, stopping once quotas are met). Any hub
+preset also reads a local copy in the same schema (``path:`` with the preset, no ``hf_dataset``).
+
+Schemas are today's hub schemas (checked against the dataset cards and the paper authors'
+``scripts/create_seed_dataset.py``). None of the hub presets is gated: WildChat (1M and 4.8M) needs no
+access request any more; HelpSteer3, OASST2, CIDAR, EuroBlocks, Magpie and Aya are open (licences below).
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kind": "english_prompts",
     },
     # --- Hugging Face hub (need network access) ---
-    "aya": {  # Apache-2.0; inputs/targets, ISO 639-3 language_code (deu, ind, jpn, arb...)
-        "hf_dataset": "CohereForAI/aya_dataset",
+    "aya": {  # Apache-2.0; inputs/targets, ISO 639-3 language_code (deu, ind, jpn, arb...; Filipino is "fil" -> tl)
+        "hf_dataset": "CohereLabs/aya_dataset",  # formerly CohereForAI/ (the old name redirects)
         "columns": {"prompt": "inputs", "response": "targets", "language": "language_code"},
         "kind": "pairs",
     },
@@ -60,11 +65,54 @@ PRESETS: dict[str, dict[str, Any]] = {
         "language": "auto",
         "kind": "pairs",
     },
-    "euroblocks": {  # utter-project synthetic SFT; conversations = [{role, content}], labelled by langid
-        "hf_dataset": "utter-project/EuroBlocks-SFT-Synthetic-1124",
-        "columns": {"messages": "conversations"},
-        "language": "auto",
+    "wildchat_4_8m": {  # ODC-BY, not gated; same row schema as WildChat-1M (conversation, language name)
+        "hf_dataset": "allenai/WildChat-4.8M",
+        "columns": {"messages": "conversation", "language": "language"},
+        # API-call prompts that are no user instruction (the authors drop them from Japanese; we everywhere)
+        "exclude_contains": {"conversation.0.content": ["EnglishTitle", "KatakanaOfTitle"]},
         "kind": "pairs",
+    },
+    "euroblocks": {  # utter-project synthetic SFT; conversations = [{from, value}], language = English name,
+        # dataset = the row's origin: its Magpie rows are dropped (as the paper's authors do: Magpie is a
+        # separate source)
+        "hf_dataset": "utter-project/EuroBlocks-SFT-Synthetic-1124",
+        "columns": {"messages": "conversations", "language": "language"},
+        "exclude_contains": {"dataset": "Magpie"},
+        "kind": "pairs",
+    },
+    "helpsteer3": {  # CC-BY-4.0; preference config: domain, language (lowercase English name), context
+        # [{role, content}], response1, response2, overall_preference (-3..3; < 0 prefers response1)
+        "hf_dataset": "nvidia/HelpSteer3",
+        "hf_config": "preference",
+        "columns": {"prompt": "context.0.content", "language": "language"},
+        "where": {"domain": ["multilingual"]},
+        "transform": "helpsteer3_preferred",
+        "kind": "pairs",
+    },
+    "oasst2": {  # Apache-2.0; one row per message: text, role (prompter/assistant), lang (BCP-47)
+        "hf_dataset": "OpenAssistant/oasst2",
+        "columns": {"prompt": "text", "language": "lang"},
+        "where": {"role": ["prompter"]},
+        "kind": "prompts",  # the paper uses them for Respond
+    },
+    "cidar": {  # Apache-2.0; Arabic instruction/output pairs, culturally adapted
+        "hf_dataset": "arbml/CIDAR",
+        "columns": {"prompt": "instruction", "response": "output"},
+        "language": "ar",
+        "kind": "pairs",
+    },
+    "magpie_pro": {  # Llama 3 licence terms; English: conversations = [{from, value}]; for Translate
+        "hf_dataset": "Magpie-Align/Magpie-Pro-300K-Filtered",
+        "columns": {"messages": "conversations"},
+        "language": "en",
+        "kind": "english_prompts",
+    },
+    "gsm8k_hub": {  # MIT; the hub copy of the offline gsm8k preset
+        "hf_dataset": "openai/gsm8k",
+        "hf_config": "main",
+        "columns": {"prompt": "question", "response": "answer"},
+        "language": "en",
+        "kind": "english_prompts",
     },
 }
 

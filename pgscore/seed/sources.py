@@ -1,7 +1,8 @@
 """Read one seed source (builtin pairs, local files, Hugging Face datasets) into a uniform table.
 
 Output columns: prompt, response (None for prompt-only sources), language (normalised tag), task,
-prompt_en, row (position in the source, for stable ids).
+prompt_en, filtered (the row fails the source's ``where`` / ``exclude_contains`` filters; kept in the
+table so the seed report can count it), row (position in the source, for stable ids).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pgscore.paths import data_dir, resource
 from pgscore.seed.config import SeedSource
 
 OUR_COLUMNS = ("prompt", "response", "language", "messages", "prompt_en", "task")
+#: language labels in seed corpora that stand for another tag (Aya labels Tagalog/Filipino "fil")
+LANGUAGE_ALIASES = {"fil": "tl"}
 HUB_SCAN_PER_LANGUAGE = 2000  # hub sources without quotas: rows kept per language before streaming stops
 HUB_MAX_SCAN = 200_000  # hub sources: rows read at most unless max_scan says otherwise
 _MISSING = object()
@@ -69,6 +72,38 @@ def _text(v: Any) -> str | None:
     return s or None
 
 
+def helpsteer3_preferred(record: Any) -> Any:
+    """HelpSteer3's preferred response: ``overall_preference`` < 0 prefers response1, > 0 response2; a tie
+    (0) is broken by a coin seeded with the prompt (the authors draw at random; ours repeats)."""
+    import hashlib
+
+    pref = get_path(record, "overall_preference")
+    try:
+        pref = float(pref)
+    except (TypeError, ValueError):
+        return None
+    if pref == 0:
+        prompt = str(get_path(record, "context.0.content") or "")
+        pref = -1.0 if hashlib.sha256(prompt.encode()).digest()[0] % 2 == 0 else 1.0
+    return get_path(record, "response1" if pref < 0 else "response2")
+
+
+def passes_filters(record: Any, source: SeedSource) -> bool:
+    """The source's ``where`` (field equals one of the values) and ``exclude_contains`` filters."""
+    for field, allowed in source.where.items():
+        v = get_path(record, field)
+        if v is None or str(v) not in {str(a) for a in allowed}:
+            return False
+    for field, texts in source.exclude_contains.items():
+        v = get_path(record, field)
+        if v is None:
+            continue
+        low = str(v).casefold()
+        if any(str(t).casefold() in low for t in ([texts] if isinstance(texts, str) else texts)):
+            return False
+    return True
+
+
 def map_record(record: dict, source: SeedSource) -> dict:
     """One source record -> our fields, by the source's column mapping (missing columns give None)."""
     cols = {k: k for k in ("prompt", "response", "language", "prompt_en", "task")} | source.columns
@@ -76,9 +111,12 @@ def map_record(record: dict, source: SeedSource) -> dict:
         prompt, response = first_exchange(get_path(record, source.columns["messages"]))
     else:
         prompt, response = get_path(record, cols["prompt"]), get_path(record, cols["response"])
+    if source.transform == "helpsteer3_preferred":
+        response = helpsteer3_preferred(record)
     out = {"prompt": _text(prompt), "response": _text(response)}
     for key in ("language", "prompt_en", "task"):
         out[key] = _text(get_path(record, cols[key]))
+    out["filtered"] = not passes_filters(record, source)
     return out
 
 
@@ -86,9 +124,10 @@ def _norm_lang(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return normalize(value)
+        tag = normalize(value)
     except PgScoreError:
         return None
+    return LANGUAGE_ALIASES.get(tag, tag)
 
 
 def _expand(pattern: str, source: SeedSource) -> list[Path]:
@@ -125,7 +164,9 @@ def _files(source: SeedSource, languages: list[str]) -> list[tuple[Path, str | N
 
 
 def _finish(records: list[dict], source: SeedSource) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(records, columns=["prompt", "response", "language", "prompt_en", "task"])
+    df = pd.DataFrame.from_records(records, columns=["prompt", "response", "language", "prompt_en", "task",
+                                                     "filtered"])
+    df["filtered"] = df["filtered"].fillna(False).astype(bool)
     df["row"] = range(len(df))
     return df
 
@@ -134,7 +175,7 @@ def _label(rec: dict, source: SeedSource, file_lang: str | None) -> dict:
     if file_lang:
         rec["language"] = file_lang
     elif source.language and source.language != "auto":
-        rec["language"] = normalize(source.language)
+        rec["language"] = _norm_lang(source.language) or normalize(source.language)
     elif source.language == "auto":
         from pgscore.langid import detect
 
@@ -201,7 +242,8 @@ def load_hub(source: SeedSource, languages: list[str], need: int | None,
             continue
         rec["language"] = lang
         records.append(rec)
-        counts[lang] += 1
+        if not rec["filtered"]:  # filtered rows are kept for the report but fill no quota
+            counts[lang] += 1
         if all(c >= need for c in counts.values()):
             break
     return _finish(records, source)
@@ -209,8 +251,9 @@ def load_hub(source: SeedSource, languages: list[str], need: int | None,
 
 def match_language(value: str | None, languages: list[str]) -> str | None:
     """The requested language a row's label stands for (exact tag, else same base language)."""
-    if value is None:
+    if not isinstance(value, str) or not value:
         return None
+    value = LANGUAGE_ALIASES.get(value, value)
     if value in languages:
         return value
     base = value.split("-")[0]

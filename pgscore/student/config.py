@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SEED_SFT = "seed-sft"  # reference = the base fine-tuned on the seed data (same budget as the students)
 
 
 class TrainingConfig(BaseModel):
@@ -19,6 +23,7 @@ class TrainingConfig(BaseModel):
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)  # 0 makes multi-process and single-process runs match
     qlora: bool = False
     examples_per_dataset: int | None = 10000
     seed: int = 0
@@ -27,10 +32,90 @@ class TrainingConfig(BaseModel):
     gradient_checkpointing: bool = False
 
 
+def spec_short_name(spec: "str | dict") -> str:
+    """A model's short name for tables: ``tiny:gemma3-270m`` -> ``gemma3-270m``,
+    ``hf:google/gemma-3-1b-pt`` -> ``gemma-3-1b-pt``, ``/models/olmo.gguf`` -> ``olmo``."""
+    from pgscore.models.base import ModelSpec
+
+    model = ModelSpec.parse(spec).model.rstrip("/\\")
+    name = PurePosixPath(model.replace("\\", "/")).name or model
+    for ext in (".gguf", ".safetensors", ".bin"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+    return name or model
+
+
+class StudentBase(BaseModel):
+    """One student base model and its reference (contract 3). ``name`` is the ``student`` key in tables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""  # "" = the base model's short name (filled by StudentConfig.resolved_bases)
+    base: str | dict
+    reference: str | dict | None = None  # instruct model of the same family, "seed-sft", or None (PGR undefined)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        v = v.strip()
+        if v and (v == "all" or "/" in v or "\\" in v):
+            raise ValueError(f"student base name {v!r} must not be 'all' nor contain a slash")
+        return v
+
+    def resolved(self) -> "StudentBase":
+        return self if self.name else self.model_copy(update={"name": spec_short_name(self.base)})
+
+
+def parse_student_bases(items: "list[str]") -> list[StudentBase]:
+    """``NAME=SPEC`` or ``SPEC`` strings (CLI) -> resolved StudentBase list; names must be distinct."""
+    from pgscore.errors import PgScoreError
+
+    out = []
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or ":" in name or "/" in name:  # a bare spec (its own ':' or '/' come before any '=')
+            name, spec = "", item
+        if not spec.strip():
+            raise PgScoreError(f"--student-base takes NAME=SPEC or SPEC, got {item!r}")
+        try:
+            out.append(StudentBase(name=name.strip(), base=spec.strip()).resolved())
+        except ValueError as exc:
+            raise PgScoreError(f"--student-base {item!r}: {str(exc).splitlines()[-1].strip()}") from exc
+    names = [b.name for b in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise PgScoreError(f"--student-base names repeat: {', '.join(dup)} (write NAME=SPEC)")
+    return out
+
+
 class StudentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base: str | dict | None = None  # student base model spec; None = no student stage
     reference: str | dict | None = None  # instruct model of the same family
+    # several student bases (paper §3.2: perplexity and PG per base); exclusive with base/reference
+    bases: list[StudentBase] | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     top_k: int | None = None  # train students only for the top-k teachers predicted by `screen`
+
+    @model_validator(mode="after")
+    def _bases_ok(self) -> "StudentConfig":
+        if self.bases is not None:
+            if self.base is not None or self.reference is not None:
+                raise ValueError("set either student.base/student.reference or student.bases, not both")
+            if not self.bases:
+                raise ValueError("student.bases is empty (remove it or list at least one base)")
+            names = [b.resolved().name for b in self.bases]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"student.bases names repeat: {', '.join(dup)} (give each base a distinct name)")
+        return self
+
+    def resolved_bases(self) -> list[StudentBase]:
+        """Every student base with its name filled: ``bases`` if given, else the single ``base``/``reference``
+        pair (``[]`` when there is no student)."""
+        if self.bases is not None:
+            return [b.resolved() for b in self.bases]
+        if self.base is None:
+            return []
+        return [StudentBase(base=self.base, reference=self.reference).resolved()]

@@ -32,6 +32,16 @@ def is_trained(out_dir: str | Path) -> bool:
     return (p / CARD).is_file() and (p / INFO).is_file() and any(p.glob("*.safetensors"))
 
 
+def world_size() -> int:
+    """Processes in this training job: ``WORLD_SIZE`` set by ``torchrun`` / ``accelerate launch`` (1 alone)."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise PgScoreError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} is not a number") from None
+
+
 def resolve_base(spec: ModelSpec) -> tuple[str, bool, bool]:
     """(from_pretrained source, local files only, is a base model without chat template) for a spec.
 
@@ -40,7 +50,7 @@ def resolve_base(spec: ModelSpec) -> tuple[str, bool, bool]:
     """
     if spec.backend not in ("tiny", "hf"):
         raise PgScoreError(f"cannot fine-tune {spec.short()}: students must be local models (tiny: or hf:)")
-    from pgscore.models.local import _resolve_source  # the local backend's GGUF -> safetensors helper
+    from pgscore.models.hf_source import resolve_source as _resolve_source  # GGUF -> safetensors
 
     source, local_only, extra = _resolve_source(spec)
     tm = extra.get("tiny")
@@ -96,6 +106,10 @@ def train_student(
 
         if not torch.cuda.is_available():
             raise PgScoreError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use --lora or full fine-tuning on CPU")
+    world = world_size()  # before any model loads: a bad batch split fails at once
+    if world > 1 and cfg.effective_batch_size % (cfg.per_device_batch_size * world):
+        raise PgScoreError(f"effective_batch_size {cfg.effective_batch_size} is not a multiple of per_device_batch_size "
+                           f"{cfg.per_device_batch_size} x {world} processes")
     methods = sorted(df["method"].unique())
     source, local_only, is_base = resolve_base(spec)
 
@@ -118,15 +132,17 @@ def train_student(
         load_kw["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16)
+    # Seed before the model and any adapter exist: LoRA's random init (and anything else drawn before the
+    # Trainer seeds) is then the same in every process and in a single-process run of the same config.
+    torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(source, **load_kw)
     peft_config = None
     if cfg.lora or cfg.qlora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules="all-linear", task_type="CAUSAL_LM")
 
-    world = max(1, int(__import__("os").environ.get("WORLD_SIZE", "1")))
     accum = max(1, cfg.effective_batch_size // (cfg.per_device_batch_size * world))
     ckpt_dir = out / "checkpoints"
     args = SFTConfig(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 METHODS = ("generate", "translate", "respond")
+# The Generate task categories offered to the teacher (paper preset: the teacher chooses one; legacy preset:
+# one is drawn per row and dictated).
 TASK_TYPES = (
     "reasoning",
     "math",
@@ -35,6 +37,44 @@ class SynthesisConfig(BaseModel):
     rendering: Literal["auto", "chat", "completion"] = "auto"  # auto: chat if the model has a chat template
     structured_output: bool = False  # pass a JSON schema to backends that support constrained decoding
     reject_copies: bool = True  # Generate repeating an example / Translate returning the English: failures
+    # prompt templates: "paper" (default), "legacy" (pgscore's pre-paper prompts) or a folder of *.j2 files that
+    # overrides the paper preset file by file (see docs/templates.md)
+    templates: str = "paper"
+    # Respond: wrap the seed prompt in the template's meta-instruction (respond_chat.j2) or send it alone
+    # (respond_bare_chat.j2)
+    respond_instruction: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # a dumped config (results/<x>/experiment.yaml) carries the derived hash: accept it back
+        if isinstance(data, dict) and "templates_hash" in data:
+            data = {k: v for k, v in data.items() if k != "templates_hash"}
+        return data
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, v: str) -> str:
+        from pgscore.errors import PgScoreError
+        from pgscore.synthesis.templates import resolved_files
+
+        try:
+            resolved_files(v)
+        except PgScoreError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @computed_field  # in model_dump, hence in the synthesize stage's fingerprint
+    @property
+    def templates_hash(self) -> str:
+        """Content hash of the resolved template files: editing a template re-runs synthesis."""
+        from pgscore.errors import PgScoreError
+        from pgscore.synthesis.templates import template_hash
+
+        try:
+            return template_hash(self.templates)
+        except PgScoreError:  # the folder went away after validation: synthesis re-runs and says why
+            return "missing"
 
     @field_validator("methods")
     @classmethod

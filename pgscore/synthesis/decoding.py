@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from pgscore.families import decoding_family
 from pgscore.models.base import SamplingParams
 
 # Recommended sampling per family (Miranda et al. 2026, following each model's own recommendation).
@@ -18,33 +18,9 @@ FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
     "default": {"temperature": 0.8, "top_p": 0.9},
 }
 
-# loose family names people write in experiment files
-_ALIASES = {"gemma": "gemma3", "gemma-3": "gemma3", "llama": "llama3.1", "llama3": "llama3.1", "aya": "aya-expanse",
-            "command": "command-a", "cohere": "command-a", "granite3": "granite"}
-
-_FAMILY_PATTERNS = (
-    ("gemma3", re.compile(r"gemma[-_ ]?3", re.I)),
-    ("llama3.1", re.compile(r"llama[-_ ]?3(\.[1-3])?(?![0-9])", re.I)),  # Llama 3.1-3.3 ship the same 0.6 / 0.9
-    ("command-a", re.compile(r"command[-_ ]?a(?![a-z])", re.I)),
-    ("aya-expanse", re.compile(r"aya[-_ ]?expanse", re.I)),
-    ("granite", re.compile(r"granite", re.I)),
-)
-
-
 def infer_family(*names: str | None) -> str:
-    """The family a model name belongs to (``"default"`` when none matches)."""
-    for name in names:
-        if not name:
-            continue
-        key = name.strip().lower()
-        if key in FAMILY_SETTINGS:
-            return key
-        if key in _ALIASES:
-            return _ALIASES[key]
-        for family, pat in _FAMILY_PATTERNS:
-            if pat.search(name):
-                return family
-    return "default"
+    """The family a model name belongs to (``"default"`` when none matches): ``pgscore.families``."""
+    return decoding_family(*names)
 
 
 def recommended_params(family: str, base: SamplingParams | None = None) -> SamplingParams:

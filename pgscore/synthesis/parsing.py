@@ -86,12 +86,12 @@ def _loads(chunk: str) -> Any:
     for attempt in (chunk, _TRAILING_COMMA.sub(r"\1", chunk)):
         try:
             return json.loads(attempt, strict=False)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             pass
     py = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", chunk)))
     try:
         return ast.literal_eval(_TRAILING_COMMA.sub(r"\1", py))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: {{"a"}}, {[1]: 2}
         return None
 
 

@@ -1,5 +1,11 @@
-"""Our prompt templates for the three methods, in two renderings: chat messages (instruct models) and
-few-shot completion documents (base models without a chat template)."""
+"""Model inputs for the three methods, rendered from a Jinja2 template set (``pgscore/synthesis/templates.py``):
+chat messages for instruct models, few-shot completion documents for base models without a chat template.
+
+The wording lives in the template files; this module decides which template a row needs, what variables it
+gets, how its answer is parsed (``json`` pair, few-shot ``pair``, ``plain``) and where a completion stops.
+Stop sequences and labels are code, not template text: completion templates must keep the ``Prompt:`` /
+``Response:`` (Generate, Respond) and ``English:`` / ``<Language>:`` / ``Answer:`` (Translate) labels.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import numpy as np
 
 from pgscore.languages import autonym, language_name
 from pgscore.models.base import Conversation
+from pgscore.synthesis.config import TASK_TYPES
+from pgscore.synthesis.templates import TemplateSet, load_templates
 
 PAIR_SCHEMA = {
     "type": "object",
@@ -18,6 +26,9 @@ PAIR_SCHEMA = {
     "required": ["prompt", "response"],
     "additionalProperties": False,
 }
+
+GENERATE_STOP = ("\nPrompt:",)
+TRANSLATE_STOP = ("\nEnglish:",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class Rendered:
     response_label: str = ""  # for parse == "pair": the label separating prompt and response
     seed_ids: list[str] = field(default_factory=list)
     source_text: str | None = None  # the English (translate) or target-language (respond) source prompt
+    task_type: str | None = None  # the task category the prompt dictated (None: none, or the teacher chooses)
+    template: str = ""  # the template file used
 
 
 def sample_indices(rng: np.random.Generator, n: int, k: int, exclude: int | None = None) -> list[int]:
@@ -61,98 +74,66 @@ def lang_label(lang: str) -> str:
     return name if own.casefold() == name.casefold() else f"{name} ({own})"
 
 
-def system_prompt(lang: str) -> str:
-    name = language_name(lang)
-    return (f"You are an expert in the {lang_label(lang)} language and a helpful assistant. You write "
-            f"natural, fluent and correct {name}, as a native speaker would, and you always answer in {name}.")
+def language_vars(lang: str) -> dict[str, str]:
+    """Variables every template gets: ``language`` (English name), ``language_label`` (with the autonym),
+    ``autonym`` and ``code``."""
+    return {"language": language_name(lang), "language_label": lang_label(lang), "autonym": autonym(lang),
+            "code": lang}
 
 
-def _json(ex: Example) -> str:
-    return json.dumps({"prompt": ex.prompt, "response": ex.response}, ensure_ascii=False)
+def system_prompt(lang: str, templates: str | TemplateSet | None = None) -> str:
+    return load_templates(templates).render("system.j2", **language_vars(lang))
 
 
-# --- Generate ---------------------------------------------------------------------------------------
-
-def generate_chat(lang: str, examples: Sequence[Example], task_type: str) -> Conversation:
-    name = language_name(lang)
-    shots = "\n".join(f"Example {i + 1}: {_json(ex)}" for i, ex in enumerate(examples))
-    user = (
-        f"Here are examples of tasks written in {name}, each with a prompt and a good response:\n\n{shots}\n\n"
-        f"Write ONE new example in {name}. Task type: {task_type}. The prompt must be different from "
-        f"the examples, self-contained and natural; the response must answer it correctly in 1-4 "
-        f"sentences. Both must be in {name}.\n"
-        'Reply with only a JSON object: {"prompt": "...", "response": "..."}'
-    )
-    return [{"role": "system", "content": system_prompt(lang)}, {"role": "user", "content": user}]
+def _example_vars(ex: Example) -> dict[str, str | None]:
+    return {"id": ex.id, "prompt": ex.prompt, "response": ex.response, "prompt_en": ex.prompt_en,
+            "json": json.dumps({"prompt": ex.prompt, "response": ex.response}, ensure_ascii=False)}
 
 
-def _blocks(examples: Sequence[Example], p_label: str, r_label: str) -> str:
-    return "".join(f"{p_label} {ex.prompt}\n{r_label} {ex.response}\n\n" for ex in examples)
-
-
-def generate_completion(lang: str, examples: Sequence[Example]) -> tuple[str, tuple[str, ...]]:
-    name = language_name(lang)
-    head = f"Questions and requests written in {name}, each followed by a good answer in {name}.\n\n"
-    return head + _blocks(examples, "Prompt:", "Response:") + "Prompt:", ("\nPrompt:",)
-
-
-# --- Translate --------------------------------------------------------------------------------------
-
-def translate_chat(lang: str, english_prompt: str) -> Conversation:
-    name = language_name(lang)
-    user = (
-        f"Translate the following English prompt into natural {name}, then answer it in {name}.\n\n"
-        f"English prompt:\n{english_prompt}\n\n"
-        f'Reply with only a JSON object: {{"prompt": "<the prompt in {name}>", "response": "<your answer '
-        f'in {name}>"}}'
-    )
-    return [{"role": "system", "content": system_prompt(lang)}, {"role": "user", "content": user}]
-
-
-def translate_completion(lang: str, english_prompt: str, examples: Sequence[Example]
-                         ) -> tuple[str, tuple[str, ...], str]:
-    """Few-shot blocks ``English: / <Lang>: / Answer:``; examples need ``prompt_en``."""
-    name = language_name(lang)
-    head = f"English questions translated into {name}, each followed by an answer in {name}.\n\n"
-    blocks = "".join(f"English: {ex.prompt_en}\n{name}: {ex.prompt}\nAnswer: {ex.response}\n\n"
-                     for ex in examples if ex.prompt_en)
-    return head + blocks + f"English: {english_prompt}\n{name}:", ("\nEnglish:",), "Answer:"
-
-
-# --- Respond ----------------------------------------------------------------------------------------
-
-def respond_chat(lang: str, prompt: str) -> Conversation:
-    return [{"role": "system", "content": system_prompt(lang)}, {"role": "user", "content": prompt}]
-
-
-def respond_completion(lang: str, prompt: str, examples: Sequence[Example]) -> tuple[str, tuple[str, ...]]:
-    name = language_name(lang)
-    head = f"Questions and requests written in {name}, each followed by a good answer in {name}.\n\n"
-    return head + _blocks(examples, "Prompt:", "Response:") + f"Prompt: {prompt}\nResponse:", ("\nPrompt:",)
+def _chat(t: TemplateSet, lang: str, user: str) -> Conversation:
+    system = t.render("system.j2", **language_vars(lang)).strip()
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def render(method: str, rendering: str, lang: str, *, examples: Sequence[Example] = (),
-           task_type: str | None = None, source_prompt: str | None = None) -> Rendered:
+           task_type: str | None = None, source_prompt: str | None = None,
+           templates: str | TemplateSet | None = None, task_types: Sequence[str] = TASK_TYPES,
+           respond_instruction: bool = True) -> Rendered:
     """One row's model input. ``source_prompt``: the English prompt (translate) or the target-language
-    prompt (respond). ``examples``: in-context pairs (generate) or few-shot blocks (completion)."""
+    prompt (respond). ``examples``: in-context pairs (generate) or few-shot blocks (completion).
+    ``task_type``: the category drawn for this row (templates that list ``task_types`` and let the teacher
+    choose ignore it); ``respond_instruction``: Respond with the meta-instruction template or the bare prompt."""
+    t = load_templates(templates)
+    v = language_vars(lang)
+    shots = [_example_vars(e) for e in examples]
     if method == "generate":
+        ids = [e.id for e in examples]
         if rendering == "chat":
-            return Rendered("chat", "json", messages=generate_chat(lang, examples, task_type or "any"),
-                            seed_ids=[e.id for e in examples])
-        text, stop = generate_completion(lang, examples)
-        return Rendered("completion", "pair", text=text, stop=stop, response_label="Response:",
-                        seed_ids=[e.id for e in examples])
-    assert source_prompt is not None
+            name = "generate_chat.j2"
+            dictated = (task_type or "any") if t.uses(name, "task_type") else None
+            user = t.render(name, examples=shots, task_type=task_type or "any", task_types=list(task_types), **v)
+            return Rendered("chat", "json", messages=_chat(t, lang, user), seed_ids=ids, task_type=dictated,
+                            template=name)
+        text = t.render("generate_completion.j2", examples=shots, **v)
+        return Rendered("completion", "pair", text=text, stop=GENERATE_STOP, response_label="Response:",
+                        seed_ids=ids, template="generate_completion.j2")
+    if source_prompt is None:
+        raise ValueError(f"{method} needs a source_prompt")
     if method == "translate":
         if rendering == "chat":
-            return Rendered("chat", "json", messages=translate_chat(lang, source_prompt))
-        shots = [e for e in examples if e.prompt_en]
-        text, stop, label = translate_completion(lang, source_prompt, shots)
-        return Rendered("completion", "pair", text=text, stop=stop, response_label=label,
-                        seed_ids=[e.id for e in shots])
+            user = t.render("translate_chat.j2", source_prompt=source_prompt, **v)
+            return Rendered("chat", "json", messages=_chat(t, lang, user), template="translate_chat.j2")
+        with_en = [e for e in examples if e.prompt_en]
+        text = t.render("translate_completion.j2", examples=[_example_vars(e) for e in with_en],
+                        source_prompt=source_prompt, **v)
+        return Rendered("completion", "pair", text=text, stop=TRANSLATE_STOP, response_label="Answer:",
+                        seed_ids=[e.id for e in with_en], template="translate_completion.j2")
     if method == "respond":
         if rendering == "chat":
-            return Rendered("chat", "plain", messages=respond_chat(lang, source_prompt))
-        text, stop = respond_completion(lang, source_prompt, examples)
-        return Rendered("completion", "plain", text=text, stop=stop, seed_ids=[e.id for e in examples])
+            name = "respond_chat.j2" if respond_instruction else "respond_bare_chat.j2"
+            user = t.render(name, source_prompt=source_prompt, **v)
+            return Rendered("chat", "plain", messages=_chat(t, lang, user), template=name)
+        text = t.render("respond_completion.j2", examples=shots, source_prompt=source_prompt, **v)
+        return Rendered("completion", "plain", text=text, stop=GENERATE_STOP, seed_ids=[e.id for e in examples],
+                        template="respond_completion.j2")
     raise ValueError(f"unknown method {method!r}")

@@ -22,6 +22,7 @@ from pgscore.synthesis.config import METHODS, SynthesisConfig
 from pgscore.synthesis.decoding import teacher_params
 from pgscore.synthesis.parsing import Parsed, parse_completion_pair, parse_json_pair, parse_plain
 from pgscore.synthesis.prompts import PAIR_SCHEMA, Example, Rendered, render, sample_indices
+from pgscore.synthesis.templates import TemplateSet, load_templates
 
 SYNTHETIC_COLUMNS = [
     "id", "teacher", "model", "language", "method", "trial", "prompt", "response", "status", "error",
@@ -32,6 +33,7 @@ PLAN_COLUMNS = ["id", "teacher", "model", "language", "method", "trial", "index"
                 "example_ids", "source_id"]
 PARTS_DIR = "synthetic_parts"
 RETRY_PREFIX = "generation_error"  # failed rows with this error are retried on a re-run
+TEMPLATES_COLUMN = "templates_hash"  # in the shards: the template set a row was rendered with
 
 
 def split_counts(n: int, weights: dict[str, float]) -> dict[str, int]:
@@ -120,17 +122,26 @@ def read_parts(results_dir: str | Path) -> pd.DataFrame:
     return df.drop_duplicates("id", keep="last").reset_index(drop=True)
 
 
-def _done_ids(parts: pd.DataFrame) -> set[str]:
+def _done_ids(parts: pd.DataFrame, templates_hash: str | None = None) -> set[str]:
+    """Ids that need no new call: not a retryable failure and, when ``templates_hash`` is given, written
+    with that template set (a row from other templates, or from a shard without the column, is redone;
+    behind the run ledger an unchanged prompt costs no call)."""
     if parts.empty:
         return set()
     retry = (parts["status"] == "failed") & parts["error"].fillna("").str.startswith(RETRY_PREFIX)
+    if templates_hash is not None:
+        made_with = parts[TEMPLATES_COLUMN] if TEMPLATES_COLUMN in parts else pd.Series(None, index=parts.index)
+        retry |= made_with.fillna("") != templates_hash
     return set(parts.loc[~retry, "id"])
 
 
-def _write_shard(records: list[dict], results_dir: Path, teacher: str, chunk: int) -> None:
+def _write_shard(records: list[dict], results_dir: Path, teacher: str, chunk: int,
+                 templates_hash: str | None = None) -> None:
     if records:
         name = f"{time.time_ns():020d}-{slug(teacher)}-{chunk:05d}.parquet"
-        write_table(pd.DataFrame.from_records(records, columns=SYNTHETIC_COLUMNS), results_dir / PARTS_DIR / name)
+        df = pd.DataFrame.from_records(records, columns=SYNTHETIC_COLUMNS)
+        df[TEMPLATES_COLUMN] = templates_hash  # shard-only provenance; synthetic.parquet keeps its schema
+        write_table(df, results_dir / PARTS_DIR / name)
 
 
 def consolidate(plan: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
@@ -155,20 +166,24 @@ def _examples(ids: Sequence[str], lookup: dict[str, dict]) -> list[Example]:
     return [Example(i, lookup[i]["prompt"], lookup[i]["response"], _opt(lookup[i].get("prompt_en"))) for i in ids]
 
 
-def _render_row(row: Any, rendering: str, lookup: dict[str, dict], pool: dict[str, str]
-                ) -> Rendered | str:
-    """The model input for a planned row, or the reason it cannot be built."""
+def _render_row(row: Any, rendering: str, lookup: dict[str, dict], pool: dict[str, str],
+                cfg: SynthesisConfig | None = None, templates: TemplateSet | None = None) -> Rendered | str:
+    """The model input for a planned row, or the reason it cannot be built (``cfg``: the synthesis section,
+    default settings when None; ``templates``: its loaded template set, loaded from ``cfg`` when None)."""
+    cfg = cfg or SynthesisConfig()
+    templates = templates or load_templates(cfg.templates)
     examples = _examples(row.example_ids, lookup)
+    opts = {"templates": templates, "task_types": cfg.task_types, "respond_instruction": cfg.respond_instruction}
     if row.method == "generate":
         if not examples:
             return f"no_seed_pairs: no seed prompt-response pairs for {row.language}"
-        return render("generate", rendering, row.language, examples=examples, task_type=_opt(row.task_type))
+        return render("generate", rendering, row.language, examples=examples, task_type=_opt(row.task_type), **opts)
     source_id = _opt(row.source_id)
     if source_id is None:
         what = "English prompt pool is empty" if row.method == "translate" else f"no seed prompts for {row.language}"
         return f"no_source: {what}"
     text = pool[source_id] if row.method == "translate" else lookup[source_id]["prompt"]
-    out = render(row.method, rendering, row.language, examples=examples, source_prompt=text)
+    out = render(row.method, rendering, row.language, examples=examples, source_prompt=text, **opts)
     out.source_text = text
     return out
 
@@ -193,7 +208,7 @@ def _record(row: Any, rendering: str, params: SamplingParams, r: Rendered | None
             error: str | None, lookup: dict[str, dict], reject_copies: bool) -> dict:
     rec = {c: None for c in SYNTHETIC_COLUMNS}
     rec.update(id=row.id, teacher=row.teacher, model=row.model, language=row.language, method=row.method,
-               trial=int(row.trial), source_id=_opt(row.source_id), task_type=_opt(row.task_type),
+               trial=int(row.trial), source_id=_opt(row.source_id), task_type=r.task_type if r else None,
                rendering=rendering,
                seed_ids=list(r.seed_ids) if r else [], params=json.dumps(params.model_dump(mode="json"),
                                                                          sort_keys=True),
@@ -204,7 +219,10 @@ def _record(row: Any, rendering: str, params: SamplingParams, r: Rendered | None
         if gen.error:
             error = f"{RETRY_PREFIX}: {gen.error}"
     if error is None and r is not None and gen is not None:
-        parsed = _parse(r, gen)
+        try:
+            parsed = _parse(r, gen)
+        except Exception as exc:  # noqa: BLE001 - one odd output must not stop a long run
+            parsed = Parsed(error=f"parse_error: {type(exc).__name__}")
         if parsed.ok:
             prompt = parsed.prompt if row.method != "respond" else lookup[row.source_id]["prompt"]
             if reject_copies and row.method == "generate" and _norm(prompt) in {
@@ -231,18 +249,26 @@ def _progress(enabled: bool):
 
 def synthesize(teachers: Sequence[Any], languages: Sequence[str], seed_df: pd.DataFrame,
                english_pool: pd.DataFrame, cfg: SynthesisConfig, results_dir: str | Path,
-               load: Callable[[Any], LanguageModel] = load_model, progress: bool = True) -> pd.DataFrame:
+               load: Callable[[Any], LanguageModel] = load_model, progress: bool = True,
+               limit_per_method: int | None = None) -> pd.DataFrame:
     """Run the synthesis stage and return the consolidated ``synthetic.parquet`` table.
 
     Rows already written under ``results_dir/synthetic_parts`` are skipped (except generation errors,
-    which are retried); each teacher is loaded once and closed after its rows."""
+    which are retried, and rows rendered with another template set, which are redone); each teacher is loaded once and closed after its rows. ``limit_per_method``
+    (``pgscore run --preview N``): only the plan's first N rows per teacher x language x method of the
+    first trial (the same rows the full run plans), written to the shards; ``synthetic.parquet`` is left
+    alone and those rows are returned."""
     if not teachers:
         raise PgScoreError("no teachers given")
     results_dir = Path(results_dir)
+    templates = load_templates(cfg.templates).check()
     plan = plan_rows(teachers, languages, seed_df, english_pool, cfg)
-    done = _done_ids(read_parts(results_dir))
+    if limit_per_method is not None:
+        plan = plan[(plan["trial"] == plan["trial"].min()) & (plan["index"] < limit_per_method)]
+    done = _done_ids(read_parts(results_dir), templates.hash)
     lookup = {str(r["id"]): r for r in seed_df.to_dict(orient="records")}
     pool = dict(zip(english_pool["id"].astype(str), english_pool["prompt"])) if len(english_pool) else {}
+    _preflight(plan, cfg, lookup, pool, templates)  # a broken template fails here, before any model loads
     with _progress(progress) as bar:
         for teacher in teachers:
             tplan = plan[plan["teacher"] == teacher.name].reset_index(drop=True)
@@ -261,20 +287,47 @@ def synthesize(teachers: Sequence[Any], languages: Sequence[str], seed_df: pd.Da
                     if chunk.empty:
                         continue
                     records = _run_chunk(model, chunk, rendering, params, cfg, lookup, pool,
-                                         chunk_seed=int(tplan.iloc[start]["row_seed"]))
-                    _write_shard(records, results_dir, teacher.name, chunk_no)
+                                         chunk_seed=int(tplan.iloc[start]["row_seed"]), templates=templates)
+                    _write_shard(records, results_dir, teacher.name, chunk_no, templates.hash)
                     bar.advance(task, len(chunk))
             finally:
                 model.close()
+    if limit_per_method is not None:
+        parts = read_parts(results_dir)
+        order = {rid: i for i, rid in enumerate(plan["id"])}
+        rows = parts[parts["id"].isin(order)].copy()
+        return rows.sort_values("id", key=lambda c: c.map(order)).reset_index(drop=True)[SYNTHETIC_COLUMNS]
     return consolidate(plan, results_dir)
 
 
+def _preflight(plan: pd.DataFrame, cfg: SynthesisConfig, lookup: dict[str, dict], pool: dict[str, str],
+               templates: TemplateSet) -> None:
+    """Render the first planned row of each method in every rendering it may get (template errors such
+    as an undefined variable surface before a model is loaded)."""
+    renderings = ("chat", "completion") if cfg.rendering == "auto" else (cfg.rendering,)
+    for row in plan.drop_duplicates("method").itertuples(index=False):
+        for rendering in renderings:
+            _render_row(row, rendering, lookup, pool, cfg, templates)
+
+
+def render_rows(plan: pd.DataFrame, seed_df: pd.DataFrame, english_pool: pd.DataFrame, cfg: SynthesisConfig,
+                rendering: str) -> list[Rendered | str]:
+    """The model input of each planned row (or the reason it has none) exactly as the stage builds it,
+    without calling a model (``pgscore plan`` counts tokens on these)."""
+    templates = load_templates(cfg.templates)
+    lookup = {str(r["id"]): r for r in seed_df.to_dict(orient="records")}
+    pool = dict(zip(english_pool["id"].astype(str), english_pool["prompt"])) if len(english_pool) else {}
+    return [_render_row(row, rendering, lookup, pool, cfg, templates) for row in plan.itertuples(index=False)]
+
+
 def _run_chunk(model: LanguageModel, chunk: pd.DataFrame, rendering: str, params: SamplingParams,
-               cfg: SynthesisConfig, lookup: dict[str, dict], pool: dict[str, str], chunk_seed: int) -> list[dict]:
+               cfg: SynthesisConfig, lookup: dict[str, dict], pool: dict[str, str], chunk_seed: int,
+               templates: TemplateSet | None = None) -> list[dict]:
     records: dict[str, dict] = {}
     groups: dict[tuple, list[tuple[Any, Rendered]]] = {}
+    templates = templates or load_templates(cfg.templates)
     for row in chunk.itertuples(index=False):
-        r = _render_row(row, rendering, lookup, pool)
+        r = _render_row(row, rendering, lookup, pool, cfg, templates)
         if isinstance(r, str):
             records[row.id] = _record(row, rendering, params, None, None, r, lookup, cfg.reject_copies)
         else:

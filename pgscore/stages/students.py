@@ -1,0 +1,136 @@
+"""The students stage: for each student base, screen (optional), train one student per teacher × language
+× trial, build the seed-SFT reference when asked, and evaluate students, base and reference into
+``extrinsic.parquet`` (contract 1: ``student`` = the base's name, ``student_model`` = the trained model).
+
+Base and reference are loaded once through the stage context (contract 4) and handed to evaluation
+(contract 2), so a base that is also a teacher or the perplexity model is not loaded again.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pgscore.errors import PgScoreError
+from pgscore.stages.base import StageOutcome
+
+if TYPE_CHECKING:
+    from pgscore.stages.context import StageContext
+
+SEED_SFT = "seed-sft"  # student.reference: the base fine-tuned with the same budget on the seed pairs
+STAGE = "students"
+
+
+def student_bases(student_cfg: Any) -> list:
+    """``StudentConfig.resolved_bases()`` (contract 3)."""
+    return student_cfg.resolved_bases()
+
+
+def screened_teachers(ctx: "StageContext", teachers: list[str]) -> tuple[list[str], list[str]]:
+    """The top-k teachers by screening (``student.top_k``), else all; with the note it leaves."""
+    cfg = ctx.exp.student
+    if not cfg.top_k or cfg.top_k >= len(teachers):
+        return teachers, []
+    from pgscore.screen import screen_teachers
+
+    screened = screen_teachers(ctx.results.metrics(dataset_level=False), cfg.top_k)
+    chosen = list(screened.proposed)
+    return chosen, [f"screening chose {', '.join(chosen)} for students ({screened.message})"]
+
+
+def train_students(ctx: "StageContext", base, teachers: list[str], ok: pd.DataFrame, notes: list[str],
+                   prefix: str = "") -> list[dict]:
+    """One student per teacher × language × trial with 2 or more usable rows (a finished folder is kept)."""
+    from pgscore.student.train import train_student
+    from pgscore.synthesis.stage import slug
+
+    exp = ctx.exp
+    students = []
+    for teacher in teachers:
+        for lang in exp.languages:
+            for trial in sorted(ok["trial"].unique()):
+                rows = ok[(ok["teacher"] == teacher) & (ok["language"] == lang) & (ok["trial"] == trial)]
+                if len(rows) < 2:
+                    notes.append(f"no student for {teacher}/{lang}/trial {trial}: {len(rows)} usable synthetic rows")
+                    continue
+                path = ctx.results.student_dir(f"{prefix}{slug(teacher)}-{lang}-{trial}")
+                ctx.console.print(f"student{f' ({base.name})' if prefix else ''}: {teacher} / {lang} / trial {trial} "
+                                  f"({len(rows)} rows)")
+                train_student(rows, base.base, path, exp.student.training, teacher=teacher, language=lang)
+                students.append({"teacher": teacher, "language": lang, "trial": int(trial), "student": base.name,
+                                 "student_model": f"hf:{path}"})
+    return students
+
+
+def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") -> dict[str, Any]:
+    """language -> reference spec: the configured instruct model, a seed-SFT model trained here, or None."""
+    from pgscore.student.train import train_student
+
+    exp = ctx.exp
+    out: dict[str, Any] = {}
+    for lang in exp.languages:
+        if base.reference != SEED_SFT:
+            out[lang] = base.reference
+            continue
+        seed = pd.read_parquet(ctx.results.seed)
+        pairs = seed[(seed["language"] == lang) & seed["response"].notna()].assign(method="seed", status="ok")
+        if len(pairs) < 2:
+            out[lang] = None
+            notes.append(f"no seed-sft reference for {lang}: fewer than 2 seed pairs")
+            continue
+        path = ctx.results.student_dir(f"_reference-seed-sft-{prefix}{lang}")
+        ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} {lang} seed pairs")
+        train_student(pairs, base.base, path, exp.student.training, teacher="seed pairs (human-written)", language=lang)
+        out[lang] = f"hf:{path}"
+    if base.reference is None:
+        notes.append(f"no reference for student base {base.name}: PGR is undefined (set an instruct model of the "
+                     "base's family)")
+    return out
+
+
+def evaluate_students(ctx: "StageContext", base, students: list[dict], refs: dict[str, Any]) -> list[pd.DataFrame]:
+    """extrinsic rows per language, models loaded through the context (contract 2)."""
+    from pgscore.evaluation.stage import extrinsic_table
+
+    params = inspect.signature(extrinsic_table).parameters
+    kw: dict[str, Any] = {}
+    if "load" in params:
+        kw["load"] = ctx.loader(STAGE)
+    if "student_name" in params:
+        kw["student_name"] = base.name
+    frames = []
+    for lang in ctx.exp.languages:
+        group = [s for s in students if s["language"] == lang]
+        if group:
+            frames.append(extrinsic_table(group, base.base, refs[lang], ctx.exp.evaluation, ctx.results.eval_dir, **kw))
+    return frames
+
+
+def run_students(ctx: "StageContext") -> StageOutcome:
+    """The stage: every student base in turn (``student.bases`` or ``student.base``)."""
+    from pgscore.io import write_table
+
+    exp = ctx.exp
+    bases = student_bases(exp.student)
+    if not bases:
+        return StageOutcome.skipped("no student.base in the experiment (PGR needs a student)")
+    notes: list[str] = []
+    synthetic = pd.read_parquet(ctx.results.synthetic)
+    ok = synthetic[synthetic["status"] == "ok"]
+    teachers, screen_notes = screened_teachers(ctx, [t.name for t in exp.teachers])
+    notes += screen_notes
+    several = len(bases) > 1
+    frames: list[pd.DataFrame] = []
+    for base in bases:
+        prefix = f"{base.name}--" if several else ""  # one base keeps the folder names of earlier versions
+        students = train_students(ctx, base, teachers, ok, notes, prefix)
+        refs = references(ctx, base, notes, prefix)
+        frames += evaluate_students(ctx, base, students, refs)
+    if not frames:
+        raise PgScoreError("no student could be trained: no teacher produced 2 or more usable rows")
+    extrinsic = pd.concat(frames, ignore_index=True)
+    write_table(extrinsic, ctx.results.extrinsic_path)
+    defined = int(extrinsic["pgr"].notna().sum())
+    return StageOutcome.done(f"{len(extrinsic)} students evaluated, PGR defined for {defined}", notes)

@@ -80,28 +80,26 @@ def _version(module: str) -> str | None:
         return None
 
 
-def smoke_transformers(model: str = SMOKE_MODEL) -> str:
-    """Load ``tiny:<model>`` on the transformers backend and generate one token; returns what it said."""
+def _smoke(spec) -> str:
+    """Load ``spec`` and generate one greedy token; returns what it said."""
     from pgscore.models import SamplingParams, load_model
 
-    lm = load_model(f"tiny:{model}")
+    lm = load_model(spec)
     g = lm.complete(["The capital of France is"], SamplingParams(temperature=0.0, max_tokens=1))[0]
     lm.close()
     if g.completion_tokens < 1:
         raise RuntimeError("generated no token")
     return g.text
+
+
+def smoke_transformers(model: str = SMOKE_MODEL) -> str:
+    """Load ``tiny:<model>`` on the transformers backend and generate one token; returns what it said."""
+    return _smoke(f"tiny:{model}")
 
 
 def smoke_vllm(model: str = SMOKE_MODEL) -> str:
     """Load ``vllm:tiny:<model>`` in this interpreter and generate one token."""
-    from pgscore.models import SamplingParams, load_model
-
-    lm = load_model({"backend": "vllm", "model": f"tiny:{model}", "options": {"fallback": False}})
-    g = lm.complete(["The capital of France is"], SamplingParams(temperature=0.0, max_tokens=1))[0]
-    lm.close()
-    if g.completion_tokens < 1:
-        raise RuntimeError("generated no token")
-    return g.text
+    return _smoke({"backend": "vllm", "model": f"tiny:{model}", "options": {"fallback": False}})
 
 
 def check_transformers(smoke: bool = True) -> Check:

@@ -68,7 +68,7 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, only: Sequence[str] |
             book.forget(names[i:])
             raise
         secs = time.perf_counter() - t0
-        result.notes += list(outcome.notes)
+        result.notes += [n for n in outcome.notes if n not in result.notes]  # a warning two stages repeat is shown once
         result.stages.append(StageStatus(stage.name, outcome.status.value, secs, outcome.note))
         if outcome.status is Status.SKIPPED:
             book.forget([stage.name])

@@ -266,7 +266,9 @@ def _metrics_rows(results: Path) -> pd.DataFrame | None:
     if not p.is_file():
         return None
     m = pd.read_parquet(p)
-    m = m[m["method"] == "all"] if "method" in m.columns else m
+    from pgscore.results import DATASET_METHOD
+
+    m = m[m["method"].astype(str) == DATASET_METHOD] if "method" in m.columns else m
     if "student" in m.columns:  # perplexity per student base: the first base's row (named in the card)
         m = m[m["student"] == m["student"].dropna().iloc[0]] if m["student"].notna().any() else m
     num = [c for c in m.columns if c not in ("teacher", "language", "trial", "method", "student")

@@ -448,9 +448,9 @@ def score_result_rows(
     if pgr_guard not in PGR_GUARDS:
         raise PgScoreError(f"unknown scoring.pgr_guard {pgr_guard!r}; use one of {', '.join(PGR_GUARDS)}")
     notes: list[str] = []
-    m = metrics
-    if "method" in m.columns:
-        m = m[m["method"] == "all"].drop(columns="method")
+    from pgscore.results import dataset_rows  # the one definition of the dataset-level rows
+
+    m = dataset_rows(metrics)
     if m.empty:
         raise PgScoreError("no dataset-level metric rows (method == 'all') to score")
     if extrinsic is not None and len(extrinsic):

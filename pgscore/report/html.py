@@ -242,7 +242,9 @@ class _Builder:
 
         metrics = self.need("metrics")
         if "method" in metrics.columns:
-            metrics = metrics[metrics["method"].astype(str) == "all"]
+            from pgscore.results import DATASET_METHOD
+
+            metrics = metrics[metrics["method"].astype(str) == DATASET_METHOD]
         present = [m for m in INTRINSIC_FEATURES if m in metrics.columns and metrics[m].notna().any()]
         if not present:
             raise _Missing("metrics.parquet has no intrinsic metric columns")

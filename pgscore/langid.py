@@ -21,7 +21,7 @@ _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
 @lru_cache(maxsize=1)
-def _identifier():
+def identifier():
     try:
         from langid.langid import LanguageIdentifier, model
     except ModuleNotFoundError:
@@ -34,7 +34,7 @@ def _identifier():
 
 def detect(texts: Sequence[str]) -> list[str]:
     """Most likely language code per text; ``"und"`` for texts with fewer than ``MIN_LETTERS`` letters."""
-    ident = _identifier()
+    ident = identifier()
     out = []
     for t in texts:
         t = t or ""
@@ -50,7 +50,7 @@ def _family(code: str) -> set[str]:
 def claimed_prob(texts: Sequence[str], claimed: str) -> list[float | None]:
     """Probability langid gives the claimed language (its close relatives summed, e.g. id + ms);
     ``None`` for texts too short to judge."""
-    ident, fam = _identifier(), _family(claimed)
+    ident, fam = identifier(), _family(claimed)
     out: list[float | None] = []
     for t in texts:
         t = t or ""

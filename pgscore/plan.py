@@ -295,7 +295,7 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
     """The plan of ``exp`` (see the module docstring); ``results_dir`` (default: the experiment's) is read
     for what is already done and for observed lengths and parse rates, never written."""
     from pgscore.synthesis.decoding import teacher_params
-    from pgscore.synthesis.stage import _done_ids, plan_rows, render_rows
+    from pgscore.synthesis.stage import done_ids, plan_rows, render_rows
 
     out = Path(results_dir) if results_dir else exp.results_dir()
     out = out if out.is_dir() else None
@@ -326,7 +326,7 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
     seed_df, pool_df = _seed_tables(exp, out, notes)
     cfg = exp.synthesis
     plan = plan_rows(exp.teachers, exp.languages, seed_df, pool_df, cfg)
-    done_ids = _done_ids(obs.parts, _templates_hash(cfg)) if not obs.parts.empty else set()
+    finished = done_ids(obs.parts, _templates_hash(cfg)) if not obs.parts.empty else set()
     lookup = {str(r["id"]): r for r in seed_df.to_dict(orient="records")}
     expected_ok: list[dict] = []  # rows measure will see: (teacher, language, trial, method, weight, prompt, response)
     ok_parts = obs.parts[obs.parts["status"] == "ok"].set_index("id") if not obs.parts.empty else pd.DataFrame()
@@ -357,13 +357,13 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
                 obs_ct, n_ct = obs.completion(teacher.name, row.method)
                 ct = min(obs_ct, max_tokens) if obs_ct is not None else max_tokens
                 seen_basis.add(f"completion observed (n={n_ct})" if obs_ct is not None else "completion = max_tokens (upper bound)")
-                if row.id in done_ids and row.id in parts_by_id.index:  # already generated: its real counts
+                if row.id in finished and row.id in parts_by_id.index:  # already generated: its real counts
                     got = parts_by_id.loc[row.id]
                     if int(got["prompt_tokens"] or 0) > 0:
                         ptoks[i] = int(got["prompt_tokens"])
                         ct = int(got["completion_tokens"] or 0)
                 ctoks += ct
-                if row.id in done_ids:
+                if row.id in finished:
                     done += 1
                     if row.id in ok_parts.index:
                         o = ok_parts.loc[row.id]

@@ -168,7 +168,7 @@ def measure_hook(out_dir: str | Path, synthetic: pd.DataFrame, ex: pd.DataFrame,
     base (same row order); each block is resampled with the same example weights.
     """
     from pgscore.io import write_table
-    from pgscore.metrics.measure import EmbeddingCache, _text_hash, embed_texts, select_ok
+    from pgscore.metrics.measure import EmbeddingCache, text_hash, embed_texts, select_ok
 
     out = Path(out_dir)
     n_boot = int(getattr(cfg, "bootstrap", DEFAULT_RESAMPLES) or 0)
@@ -176,7 +176,7 @@ def measure_hook(out_dir: str | Path, synthetic: pd.DataFrame, ex: pd.DataFrame,
     embedder = models.get("embedder")
     cache = None
     if embedder is not None:
-        cache = EmbeddingCache(cache_dir / _text_hash(embedder.name)[:12] if cache_dir is not None else None)
+        cache = EmbeddingCache(cache_dir / text_hash(embedder.name)[:12] if cache_dir is not None else None)
     if n_boot > 0:
         df = select_ok(synthetic, cfg.max_examples)
         n = len(df)

@@ -62,9 +62,9 @@ class LangidDetector(LanguageDetector):
     name = "langid"
 
     def __init__(self) -> None:
-        from pgscore.langid import _identifier  # one langid model per process (the label ignores norm_probs)
+        from pgscore.langid import identifier  # one langid model per process (the label ignores norm_probs)
 
-        self._ident = _identifier()
+        self._ident = identifier()
 
     def _detect(self, texts: list[str]) -> list[str | None]:
         return [self._ident.classify(t)[0] for t in texts]

@@ -79,7 +79,7 @@ def select_ok(synthetic: pd.DataFrame, max_examples: int | None = None) -> pd.Da
 # ------------------------------------------------------------------------------------ embeddings
 
 
-def _text_hash(text: str) -> str:
+def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -110,7 +110,7 @@ class EmbeddingCache:
 def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache, chunk_size: int,
                 progress: Progress | None = None) -> np.ndarray:
     """Embeddings of ``texts`` (each distinct text embedded once, cached chunk by chunk)."""
-    keys = [_text_hash(t) for t in texts]
+    keys = [text_hash(t) for t in texts]
     todo: dict[str, str] = {}
     for k, t in zip(keys, texts):
         if k not in cache.vectors:
@@ -198,7 +198,7 @@ def measure_dataset(
         # embeddings (diversity is computed per dataset below)
         prompt_vecs = response_vecs = None
         if embedder is not None:
-            cache = EmbeddingCache(cache_dir / _text_hash(embedder.name)[:12] if cache_dir else None)
+            cache = EmbeddingCache(cache_dir / text_hash(embedder.name)[:12] if cache_dir else None)
             vecs = embed_texts(prompts + responses, embedder, cache, cfg.chunk_size, bar)
             prompt_vecs, response_vecs = vecs[:n], vecs[n:]
         else:

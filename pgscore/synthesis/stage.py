@@ -122,7 +122,7 @@ def read_parts(results_dir: str | Path) -> pd.DataFrame:
     return df.drop_duplicates("id", keep="last").reset_index(drop=True)
 
 
-def _done_ids(parts: pd.DataFrame, templates_hash: str | None = None) -> set[str]:
+def done_ids(parts: pd.DataFrame, templates_hash: str | None = None) -> set[str]:
     """Ids that need no new call: not a retryable failure and, when ``templates_hash`` is given, written
     with that template set (a row from other templates, or from a shard without the column, is redone;
     behind the run ledger an unchanged prompt costs no call)."""
@@ -265,7 +265,7 @@ def synthesize(teachers: Sequence[Any], languages: Sequence[str], seed_df: pd.Da
     plan = plan_rows(teachers, languages, seed_df, english_pool, cfg)
     if limit_per_method is not None:
         plan = plan[(plan["trial"] == plan["trial"].min()) & (plan["index"] < limit_per_method)]
-    done = _done_ids(read_parts(results_dir), templates.hash)
+    done = done_ids(read_parts(results_dir), templates.hash)
     lookup = {str(r["id"]): r for r in seed_df.to_dict(orient="records")}
     pool = dict(zip(english_pool["id"].astype(str), english_pool["prompt"])) if len(english_pool) else {}
     _preflight(plan, cfg, lookup, pool, templates)  # a broken template fails here, before any model loads

@@ -46,6 +46,7 @@ SOURCE_LICENSES = {
     "cendol": "apache-2.0", "cendol_v2_small": "apache-2.0",
     "seahelm_ifeval": "cc-by-4.0", "gsm8k": "mit", "mgsm": "cc-by-4.0",
     "aya": "apache-2.0", "wildchat": "odc-by", "tulu3": "odc-by",
+    "cidar": "cc-by-nc-4.0", "cendol_v2": "apache-2.0", "cendol-v2": "apache-2.0",
     "llmzoo": "cc-by-nc-4.0", "llmzoo_multilingual100": "cc-by-nc-4.0",
     "hplt_oasst": "cc-by-nc-4.0", "hplt_oasst_test_prompts": "cc-by-nc-4.0",
     "seahelm_mt_bench": "cc-by-nc-sa-4.0", "sea_mt_bench": "cc-by-nc-sa-4.0",

@@ -194,3 +194,36 @@ def test_mgsm_graded_signal_does_not_generate(tmp_path):
     lm2 = FakeLM(completion="The answer is 18.")
     acc = evaluate(lm2, ["mgsm"], ["de"], limit=4, seed=1, out_dir=tmp_path, hub=False, progress=False)
     assert lm2.calls == 8 and not math.isnan(acc.iloc[0].exact_match)
+
+
+def test_mgsm_number_formulation_is_the_authors_zero_shot_prompt(tmp_path):
+    """formulation mgsm=number: question, blank line, the German "answer with only the number", "Answer:";
+    a one-line answer's first number is matched; the graded signal is " N" right after "Answer:"."""
+    import csv
+
+    from pgscore.evaluation.mgsm import MGSM
+    from pgscore.evaluation.runner import subsample
+    from pgscore.paths import data_dir
+
+    # the first number of the one-line answer counts (upstream: first match), not the last one
+    lm = FakeLM(completion=" 18 Äpfel, nicht 20")
+    res = evaluate(lm, ["mgsm"], ["de"], limit=5, seed=1, out_dir=tmp_path, hub=False, progress=False,
+                   formulations={"mgsm": "number"})
+    r = res.iloc[0]
+    assert r.status == "ok" and r.n == 5
+    ex = examples_for(tmp_path, r.model_dir, "mgsm", "de")
+    assert (ex["prediction"] == "18").all() and (ex["formulation"] == "number").all()
+    assert r.exact_match == pytest.approx((ex["gold"] == "18").mean())
+    # the prompt, built by hand from the tsv row the seeded sample picks
+    with open(data_dir() / "mgsm" / "mgsm_de.tsv", encoding="utf-8", newline="") as fh:
+        rows = [x for x in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if len(x) >= 2]
+    first = rows[int(subsample(len(rows), 5, 1)[0])]
+    ctx, cont = lm.requests[0]
+    assert ctx == f"{first[0].strip()}\n\nAntworte nur mit der Zahl.\nAnswer: " and cont == first[1].strip()
+    assert ex["gold_prob"].iloc[0] == pytest.approx(math.exp(-2.0))
+    # a separate cache entry from the default 5-shot chain of thought
+    cot = evaluate(FakeLM(completion="Die Antwort ist 18."), ["mgsm"], ["de"], limit=5, seed=1, out_dir=tmp_path,
+                   hub=False, progress=False)
+    assert (examples_for(tmp_path, cot.iloc[0].model_dir, "mgsm", "de")["formulation"] == "cot").all()
+    with pytest.raises(Exception, match="unknown formulation"):
+        MGSM().set_formulation("mcf")

@@ -1,7 +1,8 @@
 """The paper's seed recipe (``seed.recipe: paper``) on fixtures of every source in today's hub schemas.
 
 The fixture files (tests/fixtures/seed_recipe/) plant rows each filter must drop; the expected counts
-below are worked out by hand from those files (see the comments)."""
+below are worked out by hand from those files (see the comments). TABLE6 is typed from the paper
+(arXiv 2604.11290, Appendix B, Table 6), not from pgscore's code."""
 
 from __future__ import annotations
 
@@ -17,11 +18,28 @@ from pgscore.errors import PgScoreError
 from pgscore.seed.build import DROP_REASONS, build_seed
 from pgscore.seed.config import SeedConfig, SeedSource
 from pgscore.seed.presets import resolve
-from pgscore.seed.recipes import PAPER_QUOTAS, paper_recipe
+from pgscore.seed.recipes import OTHER_LANGUAGE_QUOTAS, PAPER_LANGUAGES, PAPER_QUOTAS, paper_recipe
 
 FIX = Path(__file__).parent / "fixtures" / "seed_recipe"
-QUOTAS = {"aya": 4, "wildchat-4.8m": 3, "helpsteer3": 3, "euroblocks": 3, "cidar": 3, "oasst2": 3, "gsm8k": 3,
-          "magpie-pro": 2}
+QUOTAS = {"aya": 4, "wildchat-4.8m": 3, "helpsteer3": 3, "euroblocks": 3, "cidar": 3, "cendol-v2": 4, "oasst2": 3,
+          "tulu3": 3, "gsm8k": 3, "magpie-pro": 2}
+
+# Table 6 of the paper, row by row (columns en, ar, cs, de, es, id, ja; None is "-"), and its printed
+# "Total per language" row
+TABLE6_COLUMNS = ("en", "ar", "cs", "de", "es", "id", "ja")
+TABLE6 = {
+    "aya": (None, None, 5000, 241, 3854, 2786, 6259),  # Aya Dataset
+    "tulu3": (10000, None, None, None, None, None, None),  # Tülu 3 SFT
+    "wildchat-4.8m": (10000, 4660, 1266, 5908, 5900, 7983, 602),  # WildChat 4.8M
+    "cidar": (None, 6000, None, None, None, None, None),  # CIDAR
+    "cendol-v2": (None, None, None, None, None, 3000, None),  # Cendol v2
+    "oasst2": (None, 23, 4, 2328, 8785, 3, 306),  # OpenAssistant 2
+    "euroblocks": (None, None, 3813, 12551, 15641, None, 2893),  # EuroBlocks SFT
+    "gsm8k": (7473, None, None, None, None, None, None),  # GSM8k (train)
+    "helpsteer3": (None, None, None, 462, 778, 156, 534),  # Helpsteer3 (chosen)
+    "magpie-pro": (10000, None, None, None, None, None, None),  # Magpie Pro Filtered
+}
+TABLE6_TOTALS = (30743, 10683, 10083, 21490, 34958, 13928, 10594)
 
 # (source, language) -> (loaded, kept, drops by reason); from the fixture files:
 EXPECTED = {
@@ -37,8 +55,11 @@ EXPECTED = {
     ("helpsteer3", "id"): (1, 1, {}),
     ("euroblocks", "de"): (4, 2, {"source_filter": 2}),  # two rows from Magpie datasets
     ("cidar", "ar"): (4, 3, {"quota": 1}),
+    ("cendol-v2", "id"): (4, 3, {"empty": 1}),  # an empty output
     ("oasst2", "de"): (3, 2, {"source_filter": 1}),  # an assistant message
     ("oasst2", "id"): (1, 1, {}),
+    ("tulu3", "en"): (3, 3, {}),  # its German row is labelled de by language ID: not in the English pool
+    ("wildchat-4.8m", "en"): (1, 1, {}),  # WildChat's English row goes to the pool
     ("gsm8k", "en"): (3, 3, {}),
     ("magpie-pro", "en"): (3, 2, {"quota": 1}),
 }
@@ -66,9 +87,10 @@ def test_cli_seed_with_the_paper_recipe_on_fixtures_of_every_source(tmp_path):
     seed = pd.read_parquet(tmp_path / "seed.parquet")
     pool = pd.read_parquet(tmp_path / "english_pool.parquet")
     # the quotas asked are kept (or everything the filters leave, below a quota)
-    assert seed.groupby("language").size().to_dict() == {"ar": 6, "de": 9, "id": 8, "ja": 1, "tl": 2}
+    assert seed.groupby("language").size().to_dict() == {"ar": 6, "de": 9, "id": 11, "ja": 1, "tl": 2}
     assert not seed["prompt"].str.contains("EnglishTitle").any()
-    assert pool.groupby("source").size().to_dict() == {"gsm8k": 3, "magpie-pro": 2}
+    assert pool.groupby("source").size().to_dict() == {"gsm8k": 3, "magpie-pro": 2, "tulu3": 3, "wildchat-4.8m": 1}
+    assert not pool["prompt"].str.contains("Bienen").any()
     # what each source contributes, read back from the fixture files
     rows = {p.stem: [json.loads(x) for x in p.read_text("utf-8").splitlines()] for p in FIX.glob("*.jsonl")}
     magpie_prompts = {r["conversations"][0]["value"] for r in rows["euroblocks"] if "Magpie" in r["dataset"]}
@@ -91,6 +113,9 @@ def test_cli_seed_with_the_paper_recipe_on_fixtures_of_every_source(tmp_path):
     assert oa["response"].isna().all()  # prompts only (Respond)
     assert set(oa["prompt"]) <= {r["text"] for r in rows["oasst2"] if r["role"] == "prompter"}
     assert set(seed[seed["source"] == "cidar"]["language"]) == {"ar"}
+    cendol = seed[seed["source"] == "cendol-v2"]
+    assert set(cendol["language"]) == {"id"} and set(cendol["prompt"]) == {
+        r["input"] for r in rows["cendol_v2"] if r["output"]}
     # a second run gives the same table (seeded quota sampling)
     again = tmp_path / "again"
     main([*args[:3], "--out", str(again), *args[5:]])
@@ -106,10 +131,59 @@ def test_recipe_in_the_experiment_section_and_its_sources():
     assert hub == {"aya": ("CohereLabs/aya_dataset", None), "wildchat-4.8m": ("allenai/WildChat-4.8M", None),
                    "helpsteer3": ("nvidia/HelpSteer3", "preference"),
                    "euroblocks": ("utter-project/EuroBlocks-SFT-Synthetic-1124", None),
-                   "cidar": ("arbml/CIDAR", None), "oasst2": ("OpenAssistant/oasst2", None),
+                   "cidar": ("arbml/CIDAR", None), "cendol-v2": ("indonlp/cendol_collection_v2", None),
+                   "oasst2": ("OpenAssistant/oasst2", None), "tulu3": ("allenai/tulu-3-sft-mixture", None),
                    "gsm8k": ("openai/gsm8k", "main"), "magpie-pro": ("Magpie-Align/Magpie-Pro-300K-Filtered", None)}
-    assert {s.name: s.quota for s in sources + english} == PAPER_QUOTAS and not notes
+    assert [s.name for s in english] == ["tulu3", "wildchat-4.8m", "gsm8k", "magpie-pro"] and not notes
     assert all(s.optional for s in sources + english)
+    assert {resolve(s).kind for s in english} == {"english_prompts"}
+    # every source's per-language quotas are Table 6's cells ("-" = 0 rows)
+    for s in sources + english:
+        want = {lang: n or 0 for lang, n in zip(TABLE6_COLUMNS, TABLE6[s.name])}
+        assert {lang: s.quota_for(lang) for lang in TABLE6_COLUMNS} == want, s.name
+    assert sources[0].quota_for("tl") == OTHER_LANGUAGE_QUOTAS["aya"]  # outside Table 6: pgscore's number
+
+
+def test_paper_quotas_are_table_6():
+    assert set(PAPER_LANGUAGES) == set(TABLE6_COLUMNS) and set(PAPER_QUOTAS) == set(TABLE6)
+    for name, cells in TABLE6.items():
+        assert PAPER_QUOTAS[name] == {lang: n for lang, n in zip(TABLE6_COLUMNS, cells) if n is not None}, name
+    # the transcription against the table's own totals: every target-language column adds up ...
+    sums = [sum(cells[i] or 0 for cells in TABLE6.values()) for i in range(len(TABLE6_COLUMNS))]
+    assert sums[1:] == list(TABLE6_TOTALS[1:])
+    # ... the English one does not in the paper itself (cells 10,000 + 10,000 + 7,473 + 10,000; printed 30,743)
+    assert sums[0] == 37473 != TABLE6_TOTALS[0]
+
+
+def test_table_6_quotas_on_the_fixtures_and_overrides(tmp_path, capsys):
+    # no overrides: Table 6's numbers; Aya has no Arabic cell in Table 6, so its Arabic rows are left out
+    res = build_seed(["ar", "id", "tl"], SeedConfig(recipe="paper", recipe_dir=str(FIX)))
+    got = {(r.source, r.language): (r.loaded, r.kept, r.quota) for r in res.report.itertuples(index=False)}
+    assert got[("aya", "ar")] == (2, 0, 2)
+    assert got[("aya", "id")] == (6, 6, 0)  # Table 6: 2786, more than the fixture has
+    assert got[("aya", "tl")] == (2, 2, 0)  # outside Table 6: pgscore's 2000
+    assert got[("cidar", "ar")] == (4, 4, 0) and got[("oasst2", "id")] == (1, 1, 0)  # 6000; 3
+    assert got[("magpie-pro", "en")] == (3, 3, 0)
+    # {source: {language: n}} overrides one cell, {source: 0} drops the source
+    res = build_seed(["ar", "id"], SeedConfig(recipe="paper", recipe_dir=str(FIX),
+                                              recipe_quotas={"aya": {"ar": 1, "id": 2}, "cidar": 0}))
+    got = {(r.source, r.language): (r.loaded, r.kept, r.quota) for r in res.report.itertuples(index=False)}
+    assert got[("aya", "ar")] == (2, 1, 1) and got[("aya", "id")] == (6, 2, 4)
+    assert "cidar" not in set(res.report["source"])
+    with pytest.raises(PgScoreError, match="whole numbers >= 0"):
+        paper_recipe({"aya": -1})
+    with pytest.raises(PgScoreError, match="whole numbers >= 0"):
+        paper_recipe({"aya": {"ar": "many"}})
+    # the same on the command line: SOURCE:LANG=N
+    from pgscore.cli import main
+
+    args = ["seed", "-l", "ar", "--out", str(tmp_path), "--recipe", "paper", "--recipe-dir", str(FIX)]
+    main([*args, "--recipe-quota", "aya:ar=1", "--recipe-quota", "cidar=2"])
+    report = pd.read_csv(tmp_path / "seed_report.csv").set_index(["source", "language"])
+    assert report.loc[("aya", "ar"), "kept"] == 1 and report.loc[("cidar", "ar"), "kept"] == 2
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--recipe-quota", "aya:=3"])
+    assert exc.value.code == 2 and "SOURCE:LANG=N" in capsys.readouterr().err
 
 
 def test_recipe_errors_and_missing_local_copies(tmp_path):

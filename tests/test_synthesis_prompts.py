@@ -87,6 +87,9 @@ def test_paper_generate_matches_the_papers_description():
     listed = re.findall(r"^   - (.*)$", user, flags=re.M)
     assert listed == list(TASK_TYPES)
     assert "choose its kind from one of these task categories" in user
+    # the paper's ten categories (its Figure 10, in order), picked at random and not named in the example
+    assert TASK_TYPES[0] == "Logical reasoning / error analysis" and TASK_TYPES[-1] == "Cultural or pragmatic judgment"
+    assert "Pick the category at random" in user and "do not name it" in user
     assert r.task_type is None and "Task type: math" not in user
     # a JSON pair, and no length cap anywhere (response length is a main PCA driver in the paper)
     assert 'JSON object that has the keys "prompt" and "response"' in user

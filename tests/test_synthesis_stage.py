@@ -197,8 +197,8 @@ def test_failures_are_records_and_copies_rejected(tmp_path, preset):
                 if "Example 1: " in user:  # legacy: echo the first in-context example
                     line = [x for x in user.splitlines() if x.startswith("Example 1: ")][0]
                     outs.append(Generation(text=line.removeprefix("Example 1: ")))
-                elif "Examples:\n\nPrompt: " in user:  # paper: echo the first Prompt/Response block as JSON
-                    block = user.split("Examples:\n\nPrompt: ")[1].split("\n\n")[0]
+                elif "do not copy them):\n\nPrompt: " in user:  # paper: echo the first Prompt/Response block
+                    block = user.split("do not copy them):\n\nPrompt: ")[1].split("\n\n")[0]
                     p, r = block.split("\nResponse: ")
                     outs.append(Generation(text=json.dumps({"prompt": p + " ", "response": r})))
                 elif "English question 0?" in user or "English question 1?" in user:

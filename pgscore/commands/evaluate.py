@@ -28,7 +28,7 @@ def evaluate(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Generation budget (MGSM chain of thought)."),
     signal: str = typer.Option("accuracy", "--signal", help="accuracy, or graded (gold-answer probability; MGSM "
                                "then skips generation)."),
-    formulation: list[str] = typer.Option([], "--formulation", help="BENCHMARK=mcf|cloze (default mcf)."),
+    formulation: list[str] = typer.Option([], "--formulation", help="BENCHMARK=FORM: global_mmlu_lite / m_rewardbench mcf|cloze (default mcf), mgsm cot|number (default cot)."),
 ) -> None:
     """Evaluate one model; prints a summary table and writes summary.parquet + per-example Parquet files."""
     from rich.console import Console
@@ -56,8 +56,8 @@ def evaluate(
     forms = {}
     for item in formulation:
         name, sep, form = item.partition("=")
-        if not sep or form not in ("mcf", "cloze"):
-            raise PgScoreError(f"--formulation expects BENCHMARK=mcf|cloze, got {item!r}")
+        if not sep or form not in ("mcf", "cloze", "cot", "number"):
+            raise PgScoreError(f"--formulation expects BENCHMARK=FORM (mcf, cloze, cot or number), got {item!r}")
         forms[name] = form
     from pgscore.stages.context import StageContext
 

@@ -55,7 +55,8 @@ def seed(
     recipe_dir: Path | None = typer.Option(None, "--recipe-dir", help="Local copies of the recipe's sources "
                                            "(DIR/<preset>.jsonl|json|parquet|csv in the hub schema) instead of the hub."),
     recipe_quota: list[str] = typer.Option([], "--recipe-quota", help="SOURCE=N: rows per language from one recipe "
-                                           "source (e.g. aya=500); repeatable."),
+                                           "source (e.g. aya=500; 0 leaves it out), SOURCE:LANG=N for one "
+                                           "language (e.g. cidar:ar=1000); repeatable."),
 ) -> None:
     """Build seed data: target-language pairs and prompts, plus English prompts for Translate."""
     from rich.console import Console
@@ -69,12 +70,18 @@ def seed(
         raise PgScoreError(f"--recipe {recipe!r}: the known recipe is 'paper'")
     if recipe and source:
         raise PgScoreError("give --recipe or --source, not both")
-    quotas = {}
+    quotas: dict[str, int | dict[str, int]] = {}
     for item in recipe_quota:
-        name, sep, n = item.partition("=")
-        if not sep or not n.strip().isdigit() or int(n) < 1:
-            raise PgScoreError(f"--recipe-quota takes SOURCE=N with N >= 1 (e.g. aya=500), got {item!r}")
-        quotas[name.strip()] = int(n)
+        key, sep, n = item.partition("=")
+        name, _, lang = (x.strip() for x in key.partition(":"))
+        if not sep or not name or not n.strip().isdigit() or (":" in key and not lang):
+            raise PgScoreError(f"--recipe-quota takes SOURCE=N or SOURCE:LANG=N with N >= 0 (e.g. aya=500, "
+                               f"cidar:ar=1000), got {item!r}")
+        if lang:
+            prev = quotas.get(name)
+            quotas[name] = {**(prev if isinstance(prev, dict) else {}), lang: int(n)}
+        else:
+            quotas[name] = int(n)
     if (recipe_dir or quotas) and not recipe:
         raise PgScoreError("--recipe-dir and --recipe-quota need --recipe paper")
     cfg = SeedConfig(per_language=per_language, langid_filter=not no_langid, seed=seed_, recipe=recipe,

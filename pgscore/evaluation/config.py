@@ -19,8 +19,9 @@ class EvaluationConfig(BaseModel):
     # pgr_reliable = (reference - base) >= pgr_k x its bootstrap SE; unreliable PGRs keep their value
     pgr_k: float = Field(2.0, ge=0.0)
     bootstrap: int = Field(1000, ge=10)  # paired bootstrap resamples for the PGR interval
-    # benchmark -> prompt formulation: global_mmlu_lite / m_rewardbench: "mcf" (default, the paper) or "cloze"
-    formulation: dict[str, Literal["mcf", "cloze"]] = Field(default_factory=dict)
+    # benchmark -> prompt formulation: global_mmlu_lite / m_rewardbench: "mcf" (default, the paper) or "cloze";
+    # mgsm: "cot" (default, the paper's 5-shot chain of thought) or "number" (the authors' 0-shot number-only)
+    formulation: dict[str, Literal["mcf", "cloze", "cot", "number"]] = Field(default_factory=dict)
     # benchmark -> hub revision (commit sha or branch) passed to datasets.load_dataset; default "main"
     hub_revisions: dict[str, str] = Field(default_factory=dict)
     hub: bool = True  # load missing benchmark data from the Hugging Face hub when reachable

@@ -1,5 +1,15 @@
 """MGSM: 5-shot chain-of-thought with the translated exemplars, greedy generation, final-number exact match.
 
+Formulations (``evaluation.formulation.mgsm``):
+
+- ``cot`` (default, the paper's 5-shot): the translated exemplars with their reasoning, then the question;
+  the final number of a greedy chain of thought (256 tokens) is matched.
+- ``number``: the authors' lighteval task (``mgsm_custom`` in ljvmiranda921/polyglot-teachers): 0-shot,
+  the question, a blank line, a localised "answer with only the number" and ``Answer:``; a greedy answer of
+  at most 50 tokens cut at the first newline, its first number matched. Its graded signal is the gold
+  number right after ``Answer:``. Prompts are ~10x shorter than ``cot``'s, and a model tuned to follow
+  instructions is rewarded for answering in the asked form.
+
 Also a graded signal for tiny models: the per-token probability of the gold number right after the
 localised "The answer is" phrase (direct answer, same 5-shot context).
 With ``evaluation.signal: graded`` nothing is generated (``Task.generate`` is False): only the gold
@@ -18,7 +28,7 @@ import re
 
 from pgscore.errors import DataMissingError
 from pgscore.evaluation.metrics import per_token_probability
-from pgscore.evaluation.numbers import extract_final_number, format_number, numbers_equal
+from pgscore.evaluation.numbers import extract_final_number, extract_first_number, format_number, numbers_equal
 from pgscore.evaluation.registry import HubSource, Task, TaskData, batched, load_hub, register_task
 from pgscore.models.base import SamplingParams
 from pgscore.paths import data_dir
@@ -28,6 +38,18 @@ HUB_ID = HUB.repo
 LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 N_SHOT = 5
 _PREFIX = re.compile(r"^(.*?[:：])\s*", re.S)
+# "Answer with only the number." per language (the ``number`` formulation; English elsewhere, as upstream)
+NUMBER_ONLY = {
+    "en": "Answer with only the number.", "de": "Antworte nur mit der Zahl.", "es": "Responde solo con el número.",
+    "ja": "数字のみで答えてください。", "ar": "أجب بالرقم فقط.", "id": "Jawab hanya dengan angka.",
+}
+NUMBER_MAX_TOKENS = 50
+
+
+def number_prompt(question: str, language: str) -> str:
+    """The ``number`` formulation's 0-shot prompt: question, blank line, instruction, ``Answer:``."""
+    inst = NUMBER_ONLY.get(language.split("-")[0].lower(), NUMBER_ONLY["en"])
+    return f"{question.strip()}\n\n{inst}\nAnswer:"
 
 
 def split_prefix(text: str) -> tuple[str, str]:
@@ -60,6 +82,8 @@ class MGSM(Task):
     languages = LANGUAGES
     primary_metric = "exact_match"
     metrics = ("exact_match", "gold_prob")
+    formulations = ("cot", "number")
+    formulation = "cot"
     max_tokens = 256
     revision: str | None = None
 
@@ -92,7 +116,10 @@ class MGSM(Task):
     def n_requests(self, data: TaskData) -> int:
         return (2 if self.generate else 1) * len(data.examples)
 
-    def prompts(self, data: TaskData) -> tuple[list[str], str, str]:
+    def prompts(self, data: TaskData, language: str = "en") -> tuple[list[str], str, str]:
+        """(prompts, question prefix used as a stop, the phrase the gold number follows)."""
+        if self.formulation == "number":
+            return [number_prompt(e["question"], language) for e in data.examples], "", ""
         shots = data.extra["shots"]
         q_prefix, _ = split_prefix(shots[0]["q"])
         a_prefix, _ = split_prefix(shots[0]["a"])
@@ -103,9 +130,11 @@ class MGSM(Task):
         import pandas as pd
 
         lang = language.split("-")[0].lower()
-        prompts, q_prefix, phrase = self.prompts(data)
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=seed,
-                                stop=tuple(s for s in ("\n\n", q_prefix) if s))
+        prompts, q_prefix, phrase = self.prompts(data, lang)
+        number = self.formulation == "number"
+        params = SamplingParams(temperature=0.0, top_p=1.0, seed=seed,
+                                max_tokens=min(self.max_tokens, NUMBER_MAX_TOKENS) if number else self.max_tokens,
+                                stop=("\n",) if number else tuple(s for s in ("\n\n", q_prefix) if s))
         gens = []
         if self.generate:
             for chunk in batched(prompts, batch_size):
@@ -115,7 +144,8 @@ class MGSM(Task):
         else:
             gens = [None] * len(prompts)
         sep = "" if lang in ("ja", "zh") else " "
-        requests = [(p + sep + phrase, str(e["answer"]))  # phrase keeps the exemplars' spacing before the number
+        # cot: the phrase keeps the exemplars' spacing before the number; number: " N" right after "Answer:"
+        requests = [((p + " ", str(e["answer"])) if number else (p + sep + phrase, str(e["answer"])))
                     for p, e in zip(prompts, data.examples)]
         lls = []
         for chunk in batched(requests, batch_size):
@@ -124,12 +154,17 @@ class MGSM(Task):
                 progress(len(chunk))
         rows = []
         for e, g, ll in zip(data.examples, gens, lls):
-            pred = extract_final_number(g.text, lang, phrases=[phrase.strip()] if phrase.strip() else []) if g else None
+            if g is None:
+                pred = None
+            elif number:  # the first number of the one-line answer (upstream: first match)
+                pred = extract_first_number(g.text, lang)
+            else:
+                pred = extract_final_number(g.text, lang, phrases=[phrase.strip()] if phrase.strip() else [])
             rows.append({
                 "example_id": e["example_id"], "gold": str(e["answer"]), "generation": g.text if g else None,
                 "error": g.error if g else None, "prediction": format_number(pred) if g else None,
                 "exact_match": float(numbers_equal(pred, e["answer"])) if g else float("nan"),
-                "gold_prob": per_token_probability(ll.logprob, ll.n_tokens),
+                "gold_prob": per_token_probability(ll.logprob, ll.n_tokens), "formulation": self.formulation,
                 "gold_logprob": ll.logprob, "gold_tokens": ll.n_tokens,
             })
         return pd.DataFrame(rows)

@@ -119,6 +119,12 @@ def extract_final_number(text: str, lang: str | None = None, phrases: Iterable[s
     return nums[-1] if nums else None
 
 
+def extract_first_number(text: str, lang: str | None = None) -> Decimal | None:
+    """The first number of a short answer (MGSM's ``number`` formulation: upstream's first-match extraction)."""
+    nums = find_numbers(text or "", lang)
+    return nums[0] if nums else None
+
+
 def format_number(value: Decimal | None) -> str | None:
     """Canonical string: '1234', '-5', '3.5' (trailing zeros dropped)."""
     if value is None:

@@ -35,11 +35,13 @@ from pgscore.models.hf_source import convert_gguf as _convert_gguf  # noqa: F401
 from pgscore.models.hf_source import converted_dir, resolve_source  # noqa: F401
 from pgscore.models.plain_chat import PLAIN_CHAT_STOPS, cut_at_stop, plain_chat_prompt  # noqa: F401
 from pgscore.models.sequences import continuation_start, left_truncate, length_batches, padding_fraction  # noqa: F401
+from pgscore.models.sequences import shared_prefix_groups
 
 _resolve_source = resolve_source  # older name (plan, student training)
 
 DEFAULT_BATCH_SIZE = 8
 LOGIT_CHUNK = 512  # continuation positions pushed through the LM head at once (bounds vocab-size memory)
+PREFIX_CACHE_MIN_TOKENS = 64  # shortest shared prefix worth encoding once and reusing (see loglikelihood)
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -119,7 +121,8 @@ def _tiny_backend(spec: ModelSpec) -> LanguageModel:
 class TransformersLM(LanguageModel):
     """A transformers causal LM behind the :class:`LanguageModel` interface."""
 
-    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec, is_base: bool = False):
+    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec, is_base: bool = False,
+                 prefix_cache: bool | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.spec = spec
@@ -140,12 +143,23 @@ class TransformersLM(LanguageModel):
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
         self.bos_id = tokenizer.bos_token_id
+        # shared-prefix KV cache for loglikelihood: on unless the constructor or options.prefix_cache says no
+        opt = spec.options.get("prefix_cache", True) if prefix_cache is None else prefix_cache
+        if not isinstance(opt, bool):
+            raise PgScoreError(f"options.prefix_cache of {spec.short()} must be true or false, got {opt!r}")
+        self.prefix_cache = opt
+        n_min = spec.options.get("prefix_cache_min_tokens", PREFIX_CACHE_MIN_TOKENS)
+        if isinstance(n_min, bool) or not isinstance(n_min, int) or n_min < 1:
+            raise PgScoreError(
+                f"options.prefix_cache_min_tokens of {spec.short()} must be a positive integer, got {n_min!r}")
+        self.prefix_cache_min_tokens = n_min
 
     @classmethod
-    def from_objects(cls, model: Any, tokenizer: Any, spec: ModelSpec | None = None, is_base: bool = False):
+    def from_objects(cls, model: Any, tokenizer: Any, spec: ModelSpec | None = None, is_base: bool = False,
+                     prefix_cache: bool | None = None):
         """Wrap an already-built model and tokenizer (e.g. a tiny random model in tests)."""
         spec = spec or ModelSpec(backend="hf", model=str(getattr(model.config, "_name_or_path", "") or "in-memory"))
-        return cls(model, tokenizer, spec, is_base=is_base)
+        return cls(model, tokenizer, spec, is_base=is_base, prefix_cache=prefix_cache)
 
     @property
     def has_chat_template(self) -> bool:
@@ -269,12 +283,34 @@ class TransformersLM(LanguageModel):
         members = {g[0]: g for g in shared.values() if len(g) > 1}
         skip = {m for g in members.values() for m in g[1:]}
         todo = [i for i in range(len(prepared)) if i not in skip]
-        batches = [[todo[j] for j in b] for b in length_batches([len(prepared[i][0]) for i in todo], self.batch_size)]
-        n_tok = sum(len(prepared[i][0]) for i in todo)
-        with tqdm(total=n_tok, desc="loglikelihood", unit="tok", disable=len(batches) < 4, leave=False) as bar:
-            for idx in batches:
+        # Requests whose token sequences start with the same long run (few-shot exemplars, a judge's rubric)
+        # are scored against one KV cache of that prefix: it is encoded once per group instead of once per
+        # request, and each batch runs only the suffixes (see _prefix_cache). Same numbers as without it.
+        plan: list[tuple[int, list[int]]] = []  # (shared prefix length or 0, batch of indices)
+        if self.prefix_cache:
+            groups = shared_prefix_groups([prepared[i][0] for i in todo], [prepared[i][1] for i in todo],
+                                          self.prefix_cache_min_tokens)
+            for n, g in groups:
+                idx = [todo[j] for j in g]
+                for b in length_batches([len(prepared[i][0]) for i in idx], self.batch_size):
+                    plan.append((n, [idx[j] for j in b]))
+            in_group = {i for _, b in plan for i in b}
+            todo = [i for i in todo if i not in in_group]
+        for b in length_batches([len(prepared[i][0]) for i in todo], self.batch_size):
+            plan.append((0, [todo[j] for j in b]))
+        n_tok = sum(len(prepared[i][0]) for _, b in plan for i in b)
+        prefix_kv: tuple[tuple[int, ...], Any] | None = None
+        with tqdm(total=n_tok, desc="loglikelihood", unit="tok", disable=len(plan) < 4, leave=False) as bar:
+            for n_prefix, idx in plan:
                 extra = [[prepared[m][0][-1] for m in members[i]] if i in members else None for i in idx]
-                scores = self._score_batch([prepared[i][0] for i in idx], [prepared[i][1] for i in idx], extra)
+                seqs, starts = [prepared[i][0] for i in idx], [prepared[i][1] for i in idx]
+                prefix = None
+                if n_prefix:
+                    key = tuple(seqs[0][:n_prefix])
+                    if prefix_kv is None or prefix_kv[0] != key:  # groups' batches are consecutive in plan
+                        prefix_kv = (key, self._prefix_cache(list(key)))
+                    prefix = (n_prefix, prefix_kv[1])
+                scores = self._score_batch(seqs, starts, extra, prefix)
                 for i, (lps, greedy, alts) in zip(idx, scores):
                     for j, (lp, gr) in zip(members.get(i, [i]), alts or [(lps, greedy)]):
                         results[j] = ContinuationScore(logprob=float(sum(lp)), n_tokens=len(lp), is_greedy=gr,
@@ -283,20 +319,31 @@ class TransformersLM(LanguageModel):
         return results  # type: ignore[return-value]
 
     def _score_batch(self, seqs: list[list[int]], starts: list[int],
-                     extra: Sequence[list[int] | None] | None = None) -> list[tuple[list[float], bool, list | None]]:
-        """Continuation token log-probs of each left-padded sequence; one forward pass for the batch.
+                     extra: Sequence[list[int] | None] | None = None,
+                     prefix: tuple[int, Any] | None = None) -> list[tuple[list[float], bool, list | None]]:
+        """Continuation token log-probs of each sequence; one forward pass for the batch.
+
+        Without ``prefix`` the sequences are left padded and run whole. With ``prefix = (n, cache)`` (every
+        sequence starts with the same ``n`` tokens, already encoded into ``cache`` by :meth:`_prefix_cache`,
+        and every continuation is scored from position ``n`` on) only the suffixes ``s[n:]`` run: right
+        padded, with position ids ``n, n+1, ...`` and an attention mask over prefix + suffix, against a
+        batch-wide copy of the cache; so each token sees exactly the keys it sees in the uncached pass.
 
         ``extra[r]``: for a one-token continuation, other tokens to score at the same position; their
         ``([logprob], is_greedy)`` come back as the row's third item (None without extras)."""
         extra = extra or [None] * len(seqs)
         alt_rows: dict[int, int] = {}  # flat position index -> row with extra targets
-        ids, mask = self._left_pad(seqs)
+        n_prefix = prefix[0] if prefix else 0
+        if prefix:
+            ids, mask, pos = self._right_pad_suffixes(seqs, n_prefix)
+        else:
+            ids, mask = self._left_pad(seqs)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
         width = ids.shape[1]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         # which row/column predicts each continuation token (logits at p-1 predict the token at p)
         rows, cols, targets, owners = [], [], [], []
         for r, (s, st) in enumerate(zip(seqs, starts)):
-            offset = width - len(s)
+            offset = -n_prefix if prefix else width - len(s)
             if extra[r]:
                 alt_rows[len(rows)] = r
             for p in range(st, len(s)):
@@ -305,7 +352,11 @@ class TransformersLM(LanguageModel):
                 targets.append(s[p])
                 owners.append(r)
         with torch.inference_mode():
-            hidden, head, softcap = self._hidden_states(ids, mask, pos)
+            if prefix:
+                cache = self._expand_cache(prefix[1], len(seqs))
+                hidden, head, softcap = self._hidden_states(ids, mask, pos, cache=cache)
+            else:
+                hidden, head, softcap = self._hidden_states(ids, mask, pos)
             rows_t = torch.tensor(rows, dtype=torch.long, device=self.device)
             cols_t = torch.tensor(cols, dtype=torch.long, device=self.device)
             tgt_t = torch.tensor(targets, dtype=torch.long, device=self.device)
@@ -337,17 +388,72 @@ class TransformersLM(LanguageModel):
             k += n
         return per_row
 
-    def _hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor):
-        """Final hidden states and the LM head, so only continuation positions pay for the vocabulary."""
+    # -- shared-prefix KV cache (loglikelihood)
+
+    def _right_pad_suffixes(self, seqs: Sequence[Sequence[int]], n_prefix: int):
+        """Suffixes ``s[n_prefix:]`` right padded; mask over prefix + suffix; positions from ``n_prefix``.
+
+        Right padding keeps every real suffix token right after the cached prefix (pads come last, and no
+        real token attends to a later position), so one cache copy serves every row unchanged."""
+        width = max(len(s) - n_prefix for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n_prefix + width), dtype=torch.long)
+        mask[:, :n_prefix] = 1
+        for i, s in enumerate(seqs):
+            suf = s[n_prefix:]
+            ids[i, : len(suf)] = torch.tensor(suf, dtype=torch.long)
+            mask[i, n_prefix : n_prefix + len(suf)] = 1
+        pos = torch.arange(n_prefix, n_prefix + width, dtype=torch.long).expand(len(seqs), -1)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _cache_kwarg(self, module: Any) -> str:
+        import inspect
+
+        params = inspect.signature(module.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"  # transformers >= 5.24 renamed it
+
+    def _prefix_cache(self, prefix_ids: list[int]) -> Any:
+        """KV cache (transformers ``DynamicCache``, batch 1) of ``prefix_ids`` at positions 0..n-1."""
+        from transformers import DynamicCache
+
+        decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
+        net = decoder if decoder is not None and decoder is not self.model else self.model
+        ids = torch.tensor([prefix_ids], dtype=torch.long, device=self.device)
+        cache = DynamicCache(config=self.model.config)
+        kw: dict[str, Any] = {self._cache_kwarg(net): cache}
+        if net is self.model:
+            kw["logits_to_keep"] = 1  # only the cache is wanted: skip the LM head over the prefix
+        with torch.inference_mode():
+            net(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(len(prefix_ids),
+                device=self.device)[None], use_cache=True, **kw)
+        return cache
+
+    @staticmethod
+    def _expand_cache(cache: Any, n: int) -> Any:
+        """A fresh copy of a batch-1 cache repeated to ``n`` rows (the forward pass appends to its copy)."""
+        import copy
+
+        out = copy.deepcopy(cache)
+        if n > 1:
+            out.batch_repeat_interleave(n)
+        return out
+
+    def _hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None):
+        """Final hidden states and the LM head, so only continuation positions pay for the vocabulary.
+
+        With ``cache`` (a prefix KV cache, see :meth:`_prefix_cache`) ``ids`` continue the cached tokens."""
         decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
         head = self.model.get_output_embeddings()
+        use_cache = cache is not None
         if decoder is not None and head is not None and decoder is not self.model:
-            out = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+            kw = {self._cache_kwarg(decoder): cache} if use_cache else {}
+            out = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=use_cache, **kw)
             cfg = self.model.config
             softcap = getattr(cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg,
                               "final_logit_softcapping", None)
             return out.last_hidden_state, head, softcap
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
+        kw = {self._cache_kwarg(self.model): cache} if use_cache else {}
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=use_cache, **kw).logits
         return logits, None, None
 
     def close(self) -> None:

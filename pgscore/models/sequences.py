@@ -47,3 +47,44 @@ def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -
     """Share of pad positions in the padded batches."""
     total = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
     return 1.0 - sum(lengths) / total if total else 0.0
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all ``seqs`` (0 for none)."""
+    if not seqs:
+        return 0
+    lo, hi = min(seqs), max(seqs)  # lexicographic extremes: their common prefix is everyone's
+    n = 0
+    for a, b in zip(lo, hi):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def shared_prefix_groups(
+    seqs: Sequence[Sequence[int]], starts: Sequence[int], min_len: int, min_members: int = 2
+) -> list[tuple[int, list[int]]]:
+    """Groups of sequence indices that share a leading run of at least ``min_len`` tokens.
+
+    Returns ``(prefix length, indices)`` per group, where the prefix is the group's longest common prefix cut
+    so that it ends before every member's first scored position (``start - 1``: the logits there predict the
+    first continuation token, so that position must be re-run with the suffix). Sequences whose first scored
+    position is before ``min_len`` and groups smaller than ``min_members`` are left out (scored without a
+    prefix cache). Grouping is by the first ``min_len`` tokens, so one outlier in a group only shortens that
+    group's prefix.
+    """
+    if min_len < 1:
+        raise ValueError("min_len must be >= 1")
+    by_head: dict[tuple[int, ...], list[int]] = {}
+    for i, (s, st) in enumerate(zip(seqs, starts)):
+        if st - 1 >= min_len:
+            by_head.setdefault(tuple(s[:min_len]), []).append(i)
+    groups = []
+    for idx in by_head.values():
+        if len(idx) < min_members:
+            continue
+        n = min(common_prefix_length([seqs[i] for i in idx]), min(starts[i] - 1 for i in idx))
+        if n >= min_len:
+            groups.append((n, idx))
+    return groups

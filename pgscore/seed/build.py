@@ -60,7 +60,7 @@ def _select(df: pd.DataFrame, language: str, source: SeedSource, cfg: SeedConfig
     from pgscore.langid import claimed_prob
 
     quota = source.quota_for(language)
-    limit = min(x for x in (quota, cap) if x is not None) if (quota or cap is not None) else None
+    limit = min(x for x in (quota, cap) if x is not None) if (quota is not None or cap is not None) else None
     counts = {r: 0 for r in DROP_REASONS}
     order = np.arange(len(df))
     if limit is not None and limit < len(df):

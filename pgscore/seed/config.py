@@ -68,7 +68,8 @@ class SeedConfig(BaseModel):
     # it replaces ``sources`` and ``english_sources``
     recipe: Literal["paper"] | None = None
     recipe_dir: str | None = None  # recipe sources read local copies DIR/<preset>.{jsonl,json,parquet,csv}
-    recipe_quotas: dict[str, int] = Field(default_factory=dict)  # recipe source name -> quota per language
+    # recipe source name -> quota for every language, or {language: quota} for some (0: none)
+    recipe_quotas: dict[str, int | dict[str, int]] = Field(default_factory=dict)
     sources: list[SeedSource] = Field(default_factory=_default_sources)
     english_sources: list[SeedSource] = Field(default_factory=_default_english)
     per_language: int | None = Field(None, ge=1)

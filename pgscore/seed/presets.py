@@ -6,7 +6,8 @@ preset also reads a local copy in the same schema (``path:`` with the preset, no
 
 Schemas are today's hub schemas (checked against the dataset cards and the paper authors'
 ``scripts/create_seed_dataset.py``). None of the hub presets is gated: WildChat (1M and 4.8M) needs no
-access request any more; HelpSteer3, OASST2, CIDAR, EuroBlocks, Magpie and Aya are open (licences below).
+access request any more; HelpSteer3, OASST2, CIDAR, Cendol v2, EuroBlocks, Magpie and Aya are open (licences
+below; CIDAR's is non-commercial).
 """
 
 from __future__ import annotations
@@ -95,10 +96,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "where": {"role": ["prompter"]},
         "kind": "prompts",  # the paper uses them for Respond
     },
-    "cidar": {  # Apache-2.0; Arabic instruction/output pairs, culturally adapted
+    "cidar": {  # CC-BY-NC-4.0 (dataset card); 10,000 Arabic rows: instruction, output, index (int); no
+        # language column (all Arabic). The paper's Table 6 takes 6,000 of them (Arabic pairs).
         "hf_dataset": "arbml/CIDAR",
         "columns": {"prompt": "instruction", "response": "output"},
         "language": "ar",
+        "kind": "pairs",
+    },
+    "cendol_v2": {  # Apache-2.0; IndoNLP's Cendol instruction collection v2 (Indonesian and regional
+        # languages): dataset_name, subset_name, prompt_id, template_name, dataset_key, input, output; no
+        # language column: rows are labelled Indonesian and the language-ID filter drops other languages
+        "hf_dataset": "indonlp/cendol_collection_v2",
+        "columns": {"prompt": "input", "response": "output"},
+        "language": "id",
         "kind": "pairs",
     },
     "magpie_pro": {  # Llama 3 licence terms; English: conversations = [{from, value}]; for Translate

@@ -7,19 +7,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 METHODS = ("generate", "translate", "respond")
-# The Generate task categories offered to the teacher (paper preset: the teacher chooses one; legacy preset:
-# one is drawn per row and dictated).
+# The Generate task categories offered to the teacher (paper preset: the teacher picks one at random; legacy
+# preset: one is drawn per row and dictated). The ten categories of the paper's Generate prompt (arXiv
+# 2604.11290, Appendix J, Figure 10), in its order and with its names.
 TASK_TYPES = (
-    "reasoning",
-    "math",
-    "classification",
-    "dialogue",
-    "translation with constraints",
-    "procedure",
-    "grammar",
-    "short creative writing",
-    "knowledge",
-    "cultural judgment",
+    "Logical reasoning / error analysis",
+    "Math or quantitative reasoning with explanation",
+    "Classification or labeling",
+    "Dialogue or role-play",
+    "Translation or paraphrasing with constraints",
+    "Procedural instructions (step-by-step)",
+    "Grammar correction or linguistic analysis",
+    "Short-form creative output (≤50 words)",
+    "Knowledge recall with verification or correction",
+    "Cultural or pragmatic judgment",
+)
+# The categories pgscore's first prompts used (the ``legacy`` template preset keeps them, so its prompts stay
+# byte-identical to those of earlier pgscore versions).
+LEGACY_TASK_TYPES = (
+    "reasoning", "math", "classification", "dialogue", "translation with constraints", "procedure", "grammar",
+    "short creative writing", "knowledge", "cultural judgment",
 )
 
 
@@ -51,6 +58,13 @@ class SynthesisConfig(BaseModel):
         if isinstance(data, dict) and "templates_hash" in data:
             data = {k: v for k, v in data.items() if k != "templates_hash"}
         return data
+
+    @model_validator(mode="after")
+    def _legacy_task_types(self) -> "SynthesisConfig":
+        # the legacy preset dictates its own (pre-paper) categories unless the user lists task_types
+        if self.templates == "legacy" and "task_types" not in self.model_fields_set:
+            self.task_types = list(LEGACY_TASK_TYPES)
+        return self
 
     @field_validator("templates")
     @classmethod

@@ -557,19 +557,28 @@ def _plan_students(exp: Any, out: Path | None, add, notes: list[str]) -> None:
     for b in bases:
         base = ModelSpec.parse(b.base)
         label = base.short()
-        n_refs = len(exp.languages) if b.reference == "seed-sft" else 0
+        from pgscore.student.config import TASK_SFT, TRAINED_REFERENCES
+
+        n_refs = len(exp.languages) if b.reference in TRAINED_REFERENCES else 0
+        rt = exp.student.reference_training or t
+
+        def steps_of(cfg, rows: int) -> int:
+            return cfg.max_steps if cfg.max_steps else math.ceil(cfg.epochs * rows / cfg.effective_batch_size)
+
+        rows = min(exp.synthesis.examples_per_cell, t.examples_per_dataset or exp.synthesis.examples_per_cell)
+        steps = steps_of(t, rows)
+        ref_rows = exp.student.task_sft_examples if b.reference == TASK_SFT else rows
+        ref_steps = steps_of(rt, ref_rows) if n_refs else 0
         runs = n_students + n_refs
-        if t.max_steps:
-            steps = t.max_steps
-        else:
-            rows = min(exp.synthesis.examples_per_cell, t.examples_per_dataset or exp.synthesis.examples_per_cell)
-            steps = math.ceil(t.epochs * rows / t.effective_batch_size)
-        train_tokens = runs * steps * t.effective_batch_size * t.max_length  # upper bound: every sequence full
+        train_tokens = (n_students * steps * t.effective_batch_size * t.max_length  # upper bound: sequences full
+                        + n_refs * ref_steps * rt.effective_batch_size * rt.max_length)
         done = 0
         if out is not None and (out / "students").is_dir():
             done = sum(1 for p in (out / "students").iterdir() if (p / "pgscore_student.json").is_file())
         add("students", label, "train", runs, done, float(train_tokens), 0.0,
-            f"{runs} runs x {steps} steps x {t.effective_batch_size} x max_length {t.max_length} tokens (upper bound)")
+            f"{n_students} students x {steps} steps x {t.effective_batch_size} x max_length {t.max_length} tokens"
+            + (f" + {n_refs} {b.reference} reference(s) x {ref_steps} steps x {rt.effective_batch_size} x "
+               f"{rt.max_length}" if n_refs else "") + " (upper bound)")
         _plan_eval(exp, base, b.reference, n_students, out, add, notes)
 
 

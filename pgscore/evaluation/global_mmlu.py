@@ -151,6 +151,24 @@ class GlobalMMLULite(Task):
             + offline_cause
         )
 
+    def train_pairs(self, language, limit, seed=0, hub=True):
+        """Global-MMLU Lite *dev* rows (never test) in the current formulation: context -> the gold option."""
+        import numpy as np
+
+        lang = language.split("-")[0].lower()
+        root = data_dir(required=False)
+        f = root / "global_mmlu_lite_seahelm" / f"global_mmlu_lite_{lang}_dev.jsonl" if root is not None else None
+        if f is not None and f.is_file():
+            rows, source = [parse_seahelm_row(r) for r in read_jsonl(f)], f"local:{f.parent.name}/{f.name}"
+        elif hub and lang in HUB_LANGUAGES:
+            rows = [parse_hub_row(r) for r in (load_hub(HUB, lang, "dev", revision=self.revision) or [])]
+            source = f"hub:{HUB_ID}/{lang}/dev"
+        else:
+            raise DataMissingError(f"Global-MMLU Lite dev for {lang!r} (the task-sft data) is not available offline")
+        rows = [rows[i] for i in sorted(np.random.default_rng(seed).permutation(len(rows))[:limit])]
+        contexts, options = self.prompts(TaskData(rows, source=source), lang)
+        return [(c, o[e["gold"]]) for c, o, e in zip(contexts, options, rows)], source
+
     def n_requests(self, data: TaskData) -> int:
         return sum(len(e["options"]) for e in data.examples)
 

@@ -113,6 +113,31 @@ class MGSM(Task):
             f"$PGSCORE_DATA_DIR/mgsm or allow the hub ({HUB_ID}, config {lang!r})"
         )
 
+    def train_pairs(self, language, limit, seed=0, hub=True):
+        """GSM8K *train* questions (English: MGSM's test set is translated from GSM8K's test split, so these
+        are disjoint from it) in the ``number`` formulation: prompt ``...Answer: `` -> the gold number."""
+        from pgscore.errors import PgScoreError
+
+        if self.formulation != "number":
+            raise PgScoreError("a task-sft reference needs evaluation.formulation.mgsm: number (GSM8K train has no "
+                               f"chain of thought in {language!r} for the 5-shot cot formulation)")
+        root = data_dir(required=False)
+        f = root / "gsm8k" / "train.jsonl" if root is not None else None
+        if f is not None and f.is_file():
+            with open(f, encoding="utf-8") as fh:
+                rows, source = [json.loads(x) for x in fh if x.strip()], f"local:gsm8k/{f.name}"
+        elif hub:
+            rows, source = load_hub(HubSource("openai/gsm8k"), "main", "train") or [], "hub:openai/gsm8k/main"
+        else:
+            raise DataMissingError("GSM8K train (the task-sft data for MGSM) is not available offline: put "
+                                   "train.jsonl under $PGSCORE_DATA_DIR/gsm8k or allow the hub (openai/gsm8k)")
+        import numpy as np
+
+        idx = np.random.default_rng(seed).permutation(len(rows))[:limit]
+        pairs = [(number_prompt(rows[i]["question"], language) + " ", str(rows[i]["answer"]).split("####")[-1].strip())
+                 for i in sorted(idx)]
+        return pairs, source
+
     def n_requests(self, data: TaskData) -> int:
         return (2 if self.generate else 1) * len(data.examples)
 

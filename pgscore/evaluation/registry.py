@@ -45,6 +45,12 @@ class Task:
               progress: Callable[[int], None] | None = None) -> pd.DataFrame:  # pragma: no cover
         raise NotImplementedError
 
+    def train_pairs(self, language: str, limit: int, seed: int = 0, hub: bool = True) -> tuple[list[tuple[str, str]], str]:
+        """(up to ``limit`` (prompt, completion) pairs from the benchmark's own *training* split in the current
+        formulation, where they come from): the ``task-sft`` reference is the base tuned on them. Never
+        test items. Benchmarks without a training split raise DataMissingError."""
+        raise DataMissingError(f"{self.name} has no training split for a task-sft reference")
+
     def n_requests(self, data: TaskData) -> int:
         """Model calls ``score`` will make (for the progress bar)."""
         return len(data.examples)

@@ -15,11 +15,11 @@ import pandas as pd
 
 from pgscore.errors import PgScoreError
 from pgscore.stages.base import StageOutcome
+from pgscore.student.config import SEED_SFT, TASK_SFT  # noqa: F401  (SEED_SFT re-exported by pgscore.pipeline)
 
 if TYPE_CHECKING:
     from pgscore.stages.context import StageContext
 
-SEED_SFT = "seed-sft"  # student.reference: the base fine-tuned with the same budget on the seed pairs
 STAGE = "students"
 
 
@@ -71,6 +71,9 @@ def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") ->
     exp = ctx.exp
     out: dict[str, Any] = {}
     for lang in exp.languages:
+        if base.reference == TASK_SFT:
+            out[lang] = task_sft_reference(ctx, base, lang, notes, prefix)
+            continue
         if base.reference != SEED_SFT:
             out[lang] = base.reference
             continue
@@ -82,12 +85,58 @@ def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") ->
             continue
         path = ctx.results.student_dir(f"_reference-seed-sft-{prefix}{lang}")
         ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} {lang} seed pairs")
-        train_student(pairs, base.base, path, exp.student.training, teacher="seed pairs (human-written)", language=lang)
+        train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
+                      teacher="seed pairs (human-written)", language=lang)
         out[lang] = f"hf:{path}"
     if base.reference is None:
         notes.append(f"no reference for student base {base.name}: PGR is undefined (set an instruct model of the "
                      "base's family)")
     return out
+
+
+def task_sft_pairs(evaluation, language: str, limit: int, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """(training rows, sources) for a task-sft reference: each configured benchmark that covers ``language``
+    and has a training split gives up to ``limit`` (prompt, completion) pairs in its evaluated formulation."""
+    from pgscore.errors import DataMissingError
+    from pgscore.evaluation.registry import get_task
+    from pgscore.evaluation.runner import configure_task
+
+    rows, sources = [], []
+    for name in evaluation.benchmarks:
+        task = get_task(name)
+        if not task.covers(language):
+            continue
+        configure_task(task, evaluation.formulation, evaluation.hub_revisions, evaluation.signal,
+                       evaluation.max_new_tokens)
+        try:
+            pairs, source = task.train_pairs(language, limit, seed, hub=evaluation.hub)
+        except DataMissingError:
+            continue
+        if not pairs:  # hub unreachable: nothing to train on from this benchmark
+            continue
+        rows += [{"id": f"{name}/{i}", "prompt": p, "response": c, "method": "task", "status": "ok"}
+                 for i, (p, c) in enumerate(pairs)]
+        sources.append(f"{name}: {len(pairs)} from {source}")
+    return pd.DataFrame(rows), sources
+
+
+def task_sft_reference(ctx: "StageContext", base, lang: str, notes: list[str], prefix: str = "") -> str | None:
+    """The base fine-tuned on the benchmarks' training splits (prompts verbatim, no chat template), with
+    ``student.reference_training`` (else the students' settings): an upper anchor where no instruct model of
+    the base's family is at hand. Returns its spec, or None with a note."""
+    from pgscore.student.train import train_student
+
+    exp = ctx.exp
+    pairs, sources = task_sft_pairs(exp.evaluation, lang, exp.student.task_sft_examples, exp.student.training.seed)
+    if len(pairs) < 2:
+        notes.append(f"no task-sft reference for {lang}: no benchmark with a training split covers it")
+        return None
+    path = ctx.results.student_dir(f"_reference-task-sft-{prefix}{lang}")
+    ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} benchmark training pairs for {lang} "
+                      f"({'; '.join(sources)})")
+    train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
+                  teacher="benchmark training splits (task-sft)", language=lang, raw_prompts=True)
+    return f"hf:{path}"
 
 
 def evaluate_students(ctx: "StageContext", base, students: list[dict], refs: dict[str, Any]) -> list[pd.DataFrame]:

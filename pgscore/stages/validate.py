@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pgscore.errors import PgScoreError
+from pgscore.student.config import TRAINED_REFERENCES
 
 if TYPE_CHECKING:
     from pgscore.config import Experiment
-
-SEED_SFT = "seed-sft"
 
 
 def experiment_models(exp: "Experiment", stages: Sequence[str] | None = None) -> Iterator[tuple[str, Any]]:
@@ -42,7 +41,7 @@ def experiment_models(exp: "Experiment", stages: Sequence[str] | None = None) ->
         for i, b in enumerate(exp.student.resolved_bases()):
             where = "student" if exp.student.bases is None else f"student.bases[{i}]"
             yield f"{where}.base", b.base
-            if b.reference not in (None, SEED_SFT):
+            if b.reference not in (None, *TRAINED_REFERENCES):
                 yield f"{where}.reference", b.reference
 
 
@@ -86,6 +85,12 @@ def check_benchmarks(exp: "Experiment") -> None:
             raise PgScoreError(f"evaluation.data_files: unknown benchmark {name!r}; known: {', '.join(known)}")
         if not Path(path).expanduser().is_file():
             raise PgScoreError(f"evaluation.data_files.{name}: file not found: {path}")
+    from pgscore.student.config import TASK_SFT
+
+    task_sft = any(b.reference == TASK_SFT for b in exp.student.resolved_bases())
+    if task_sft and "mgsm" in exp.evaluation.benchmarks and exp.evaluation.formulation.get("mgsm") != "number":
+        raise PgScoreError("student.reference task-sft trains on GSM8K train for MGSM, which needs "
+                           "evaluation.formulation.mgsm: number (5-shot cot has no training split in the target language)")
 
 
 def check_seed_paths(exp: "Experiment") -> None:

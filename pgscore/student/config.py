@@ -7,6 +7,8 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SEED_SFT = "seed-sft"  # reference = the base fine-tuned on the seed data (same budget as the students)
+TASK_SFT = "task-sft"  # reference = the base fine-tuned on the benchmarks' own training splits
+TRAINED_REFERENCES = (SEED_SFT, TASK_SFT)  # references the students stage trains itself
 
 
 class TrainingConfig(BaseModel):
@@ -30,6 +32,13 @@ class TrainingConfig(BaseModel):
     logging_steps: int = 1
     save_steps: int = 200  # Trainer checkpoints (resume of long runs)
     gradient_checkpointing: bool = False
+    # Freeze the input embedding (with tied weights, e.g. Gemma 3 and SmolLM2, the LM head too): the 262k x 640
+    # embedding is ~63% of Gemma 3 270M, so its gradient and AdamW update are most of a step on CPU.
+    # With LoRA/QLoRA the base weights, embeddings included, are frozen anyway (then it changes nothing).
+    freeze_embeddings: bool = False
+    # Full fine-tuning: compute the LM head only at positions that carry a label (the response tokens),
+    # same loss and gradients as TRL's path; False = TRL's own compute_loss (see docs/training.md).
+    selective_logits: bool = True
 
 
 def spec_short_name(spec: "str | dict") -> str:
@@ -52,7 +61,8 @@ class StudentBase(BaseModel):
 
     name: str = ""  # "" = the base model's short name (filled by StudentConfig.resolved_bases)
     base: str | dict
-    reference: str | dict | None = None  # instruct model of the same family, "seed-sft", or None (PGR undefined)
+    # instruct model of the same family, "seed-sft", "task-sft" (pgscore/stages/students.py), or None (PGR undefined)
+    reference: str | dict | None = None
 
     @field_validator("name")
     @classmethod
@@ -96,6 +106,9 @@ class StudentConfig(BaseModel):
     # several student bases (paper §3.2: perplexity and PG per base); exclusive with base/reference
     bases: list[StudentBase] | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    # reference "seed-sft" / "task-sft" trained here: its own settings (None = the students' `training`)
+    reference_training: TrainingConfig | None = None
+    task_sft_examples: int = Field(256, ge=2)  # "task-sft": training pairs per benchmark and language
     top_k: int | None = None  # train students only for the top-k teachers predicted by `screen`
 
     @model_validator(mode="after")

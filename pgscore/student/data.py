@@ -46,11 +46,14 @@ def data_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def to_prompt_completion(df: pd.DataFrame, chat: bool) -> list[dict[str, Any]]:
-    """TRL prompt-completion records: conversational (the model's chat template) or plain strings.
+def to_prompt_completion(df: pd.DataFrame, chat: bool, raw: bool = False) -> list[dict[str, Any]]:
+    """TRL prompt-completion records: conversational (the model's chat template), plain-template strings, or
+    (``raw``) the prompt and completion verbatim.
 
     Either way TRL computes the loss on the completion (the response) only.
     """
+    if raw:
+        return [{"prompt": str(p), "completion": str(r)} for p, r in zip(df["prompt"], df["response"])]
     if chat:
         return [{"prompt": [{"role": "user", "content": str(p)}],
                  "completion": [{"role": "assistant", "content": str(r)}]}

@@ -90,8 +90,12 @@ def train_student(
     *,
     teacher: str | None = None,
     language: str | None = None,
+    raw_prompts: bool = False,
 ) -> Path:
-    """Fine-tune ``base_spec`` on the synthetic rows; returns the saved student folder."""
+    """Fine-tune ``base_spec`` on the synthetic rows; returns the saved student folder.
+
+    ``raw_prompts``: prompts are used verbatim, with no chat or plain template (benchmark-format training
+    pairs of a ``task-sft`` reference, scored later on the same raw prompts)."""
     cfg = cfg or TrainingConfig()
     out = Path(out_dir)
     spec = ModelSpec.parse(base_spec)
@@ -116,10 +120,11 @@ def train_student(
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    chat = bool(getattr(tok, "chat_template", None)) and not is_base and spec.chat_template != "plain"
+    chat = (bool(getattr(tok, "chat_template", None)) and not is_base and spec.chat_template != "plain"
+            and not raw_prompts)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     cuda = torch.cuda.is_available()
@@ -170,9 +175,11 @@ def train_student(
         dataloader_num_workers=0,
         dataset_num_proc=None,
     )
-    train_ds = Dataset.from_list(to_prompt_completion(df, chat))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok,
-                         peft_config=peft_config)
+    train_ds = Dataset.from_list(to_prompt_completion(df, chat, raw=raw_prompts))
+    if cfg.freeze_embeddings:
+        freeze_input_embeddings(model)
+    trainer = make_sft_trainer(model, args, train_ds, tok, peft_config=peft_config,
+                               selective_logits=cfg.selective_logits)
     resume = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -195,11 +202,13 @@ def train_student(
     shutil.rmtree(tmp, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     hp = cfg.model_dump()
-    hp.update({"gradient_accumulation_steps": accum, "world_size": world, "bf16": bf16})
+    hp.update({"gradient_accumulation_steps": accum, "world_size": world, "bf16": bf16,
+               "selective_logits_used": bool(getattr(trainer, "selective_logits_used", False)),
+               "selective_logits_fallback": getattr(trainer, "selective_logits_fallback", None)})
     info = {
         "base": spec.short(), "base_spec": json.loads(spec.key()), "teacher": teacher, "language": language,
         "methods": methods, "n_examples": len(df), "per_method": int(df.groupby("method").size().min()),
-        "data_hash": data_hash(df), "template": "chat" if chat else "plain", "steps": int(result.global_step),
+        "data_hash": data_hash(df), "template": "raw" if raw_prompts else "chat" if chat else "plain", "steps": int(result.global_step),
         "final_loss": losses[-1] if losses else None, "losses": losses, "train_seconds": seconds,
         "hyperparameters": hp,
     }
@@ -207,6 +216,181 @@ def train_student(
     (out / CARD).write_text(model_card(info), encoding="utf-8")  # last: marks the student finished
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # resume points are useless once the student is saved
     return out
+
+
+def freeze_input_embeddings(model) -> None:
+    """``freeze_embeddings``: no gradient for the input embedding; with tied weights the LM head is the same
+    Parameter, so it is frozen too (the Trainer's optimiser only takes parameters that require grad)."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is None or getattr(emb, "weight", None) is None:
+        raise PgScoreError(f"freeze_embeddings: {type(model).__name__} has no input embedding to freeze")
+    emb.weight.requires_grad_(False)
+
+
+# --- completion-only logits -------------------------------------------------------------------------------
+#
+# Why it is faster: TRL 1.16's SFTTrainer projects hidden states through its fused LM head in tiles, but it
+# compacts to the labelled positions only on CUDA/XPU with Triton (`trl.kernels.chunked_logprob._use_triton`);
+# on CPU it scores every position of the batch (prompt and padding included: B x (T-1) rows of a 262k-word
+# head for Gemma 3) and masks the prompt afterwards, and it recomputes every tile again in the backward pass.
+# Here the decoder's hidden states are selected where the shifted label is not -100 *before* the LM head,
+# so the head's three GEMMs (forward, grad of the hidden states, grad of the weight) and the log-softmax run
+# on the response tokens only; nothing is recomputed. Same sum of token NLLs, same divisor
+# (`num_items_in_batch` under gradient accumulation), so the same loss and gradients up to float32 rounding
+# (tests/test_student_fast.py). Cost: the selected logits are materialised (N_selected x vocab floats).
+
+_SCALE_ATTRS = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+def selective_logits_fallback(model) -> str | None:
+    """Why completion-only logits cannot be used for ``model`` (None: they can)."""
+    if hasattr(model, "peft_config") or type(model).__name__.startswith("Peft"):
+        return "PEFT model (TRL's compute_loss)"
+    for name in ("get_decoder", "get_output_embeddings"):
+        if not callable(getattr(model, name, None)):
+            return f"{type(model).__name__} has no {name}()"
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except Exception as exc:  # noqa: BLE001 - some models raise instead of returning None
+        return f"{type(model).__name__}: no decoder/LM head split ({type(exc).__name__})"
+    if decoder is None or decoder is model or head is None or getattr(head, "weight", None) is None:
+        return f"{type(model).__name__} has no decoder/LM head split"
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    scaled = [a for a in _SCALE_ATTRS if getattr(cfg, a, None) not in (None, 1, 1.0)]
+    if scaled:
+        return f"{type(model).__name__} scales its logits ({scaled[0]})"
+    if getattr(cfg, "output_router_logits", False):
+        return "MoE router aux loss (TRL's compute_loss)"
+    return None
+
+
+def selected_head_stats(model, labels, backbone_kwargs: dict):
+    """(sum of NLL, #labelled, sum of entropy, #top-1 correct) over positions whose shifted label != -100.
+
+    Decoder -> hidden states at labelled positions -> LM head -> final-logit softcapping (if the config has
+    one, as the model's own forward applies it) -> float32 log-softmax. Only the NLL carries gradient.
+    """
+    import torch
+
+    backbone_kwargs["use_cache"] = False
+    hidden = model.get_decoder()(**backbone_kwargs).last_hidden_state[:, :-1]
+    head = model.get_output_embeddings()
+    shifted = labels[:, 1:].to(head.weight.device)
+    keep = shifted != -100
+    targets = shifted[keep]
+    logits = head(hidden.to(head.weight.device)[keep])  # (N_selected, vocab)
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    nll_sum = -logp.gather(-1, targets.unsqueeze(-1)).sum()
+    with torch.no_grad():  # TRL's logged metrics, on the same selected positions
+        lp = logp.detach()
+        entropy_sum = -(lp.exp() * lp).sum()
+        correct = (lp.argmax(-1) == targets).sum()  # argmax = first maximum, as TRL's is_top1
+    return nll_sum, keep.sum(), entropy_sum, correct
+
+
+def add_selective_head(model) -> None:
+    """Let ``model(..., pgscore_labels=labels)`` return :func:`selected_head_stats`. Going through the model's
+    own ``forward`` (not its decoder directly) keeps DDP's forward bookkeeping; without the keyword the
+    forward (TRL's patched one) is unchanged, so generation and saving are too."""
+    import functools
+    import types
+
+    original = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(self, *args, pgscore_labels=None, **kwargs):
+        if pgscore_labels is None:
+            return original(*args, **kwargs)
+        if args:
+            kwargs["input_ids"] = args[0]
+        return selected_head_stats(self, pgscore_labels, kwargs)
+
+    model.forward = types.MethodType(forward, model)
+
+
+_TRAINER_CLS = None
+
+
+def selective_trainer_class():
+    """SFTTrainer subclass whose training loss uses completion-only logits when ``selective_logits_used``."""
+    global _TRAINER_CLS
+    if _TRAINER_CLS is not None:
+        return _TRAINER_CLS
+    import torch
+    from trl import SFTTrainer
+
+    class SelectiveLogitsSFTTrainer(SFTTrainer):
+        selective_logits_used = False
+        selective_logits_fallback: str | None = None
+
+        def _selective_ok(self, inputs, return_outputs: bool) -> bool:
+            return (self.selective_logits_used and not return_outputs and "labels" in inputs
+                    and "shift_labels" not in inputs and self.compute_loss_func is None
+                    and self.label_smoother is None and self.args.loss_type == "nll"
+                    and not self.aux_loss_enabled)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self._selective_ok(inputs, return_outputs):
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            backbone = {k: v for k, v in inputs.items() if k != "labels"}
+            nll_sum, n_valid, entropy_sum, n_correct = model(**backbone, pgscore_labels=inputs["labels"])
+            # TRL's / transformers' causal-LM reduction: summed token NLL / num_items_in_batch (all micro-batches
+            # of the optimiser step, all ranks) or, without it, / this batch's labelled tokens
+            num_tokens = n_valid if num_items_in_batch is None else num_items_in_batch
+            loss = nll_sum / torch.as_tensor(num_tokens, device=nll_sum.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            # logging exactly as TRL's compute_loss does, from the selected logits
+            gather = self.accelerator.gather_for_metrics
+            num_valid = gather(n_valid).sum()
+            ent = gather(entropy_sum).sum()
+            num_correct = gather(n_correct).sum()
+            self._metrics[mode]["entropy"].append((ent / num_valid).item() if num_valid > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append(
+                (num_correct / num_valid).item() if num_valid > 0 else 0.0)
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    n_tok = gather(inputs["attention_mask"].sum()).sum().item()
+                else:
+                    pos = inputs["position_ids"]
+                    n_tok = gather(torch.tensor(pos.size(1), device=pos.device)).sum().item()
+                self._total_train_tokens += n_tok // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    _TRAINER_CLS = SelectiveLogitsSFTTrainer
+    return _TRAINER_CLS
+
+
+def make_sft_trainer(model, args, train_dataset, processing_class, *, peft_config=None,
+                     selective_logits: bool = True):
+    """The student's SFTTrainer; ``trainer.selective_logits_used`` says whether completion-only logits are on
+    (``selective_logits_fallback``: why not, when asked for but not possible)."""
+    cls = selective_trainer_class()
+    trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+                  peft_config=peft_config)
+    if not selective_logits:
+        return trainer
+    reason = selective_logits_fallback(trainer.model)
+    if reason is None:
+        from trl.kernels.chunked_logprob import _use_triton
+
+        if _use_triton(next(trainer.model.parameters()).device):
+            reason = "TRL's fused LM head already scores only labelled positions on this device"
+        elif trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+            reason = "DeepSpeed/FSDP shard the LM head (TRL's compute_loss gathers it)"
+    if reason is None:
+        add_selective_head(trainer.model)
+        trainer.selective_logits_used = True
+    else:
+        trainer.selective_logits_fallback = reason
+    return trainer
 
 
 def _merge_adapter(trainer, source: str, local_only: bool, out: Path, cfg: TrainingConfig):

@@ -519,7 +519,9 @@ def _plan_calibration(exp: Any, seed_df: pd.DataFrame, counter, add) -> None:
         return
     seed = seed_df[seed_df["response"].notna()]
     per_base, single, _ = perplexity_targets(cfg, exp.student)
-    ppl_spec = ModelSpec.parse(single) if (single and not per_base) else None
+    # the measure stage calibrates perplexity under the single model, else the first student base (bootstrap.py)
+    first = next(iter(per_base.values()), None) if per_base else single
+    ppl_spec = ModelSpec.parse(first) if first else None
     judge_spec = ModelSpec.parse(cfg.judge) if cfg.judge else None
     constrained = cfg.judge_mode == "constrained" or (
         cfg.judge_mode == "auto" and judge_spec is not None and judge_spec.backend in LOCAL_BACKENDS)

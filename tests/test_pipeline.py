@@ -43,10 +43,11 @@ def _write(tmp_path: Path, data) -> Path:
 
 def test_quickstart_and_examples_validate():
     exp = load_experiment(REPO / "examples" / "quickstart.yaml")
-    assert exp.languages == ["de", "id"]
+    assert exp.languages == ["de", "ja"]  # both have MGSM offline
     assert [t.model.short() for t in exp.teachers] == ["tiny:gemma3-270m", "tiny:smollm2-135m"]
     assert exp.teachers[0].sampling.top_k == 64  # Gemma 3 family settings
-    assert exp.student.reference == "seed-sft"
+    assert exp.student.reference == "task-sft" and exp.evaluation.formulation == {"mgsm": "number"}
+    assert exp.student.training.freeze_embeddings and exp.student.reference_training.max_steps == 16
 
 
 @pytest.mark.parametrize(

@@ -37,9 +37,9 @@ LOCAL_ONLY = ("ms", "tl", "vi")  # SEA-HELM has them; offered only where the cop
 LANGUAGES = HUB_LANGUAGES + LOCAL_ONLY
 
 
-def _seahelm_file(lang: str) -> Path | None:
+def _seahelm_file(lang: str, split: str = "test") -> Path | None:
     root = data_dir(required=False)
-    f = root / "global_mmlu_lite_seahelm" / f"global_mmlu_lite_{lang}_test.jsonl" if root else None
+    f = root / "global_mmlu_lite_seahelm" / f"global_mmlu_lite_{lang}_{split}.jsonl" if root else None
     return f if f is not None and f.is_file() else None
 
 # "Question" / "Answer" words for the cloze prompt; English elsewhere
@@ -156,9 +156,8 @@ class GlobalMMLULite(Task):
         import numpy as np
 
         lang = language.split("-")[0].lower()
-        root = data_dir(required=False)
-        f = root / "global_mmlu_lite_seahelm" / f"global_mmlu_lite_{lang}_dev.jsonl" if root is not None else None
-        if f is not None and f.is_file():
+        f = _seahelm_file(lang, "dev")
+        if f is not None:
             rows, source = [parse_seahelm_row(r) for r in read_jsonl(f)], f"local:{f.parent.name}/{f.name}"
         elif hub and lang in HUB_LANGUAGES:
             rows = [parse_hub_row(r) for r in (load_hub(HUB, lang, "dev", revision=self.revision) or [])]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pgscore.errors import PgScoreError
-from pgscore.student.config import TRAINED_REFERENCES
+from pgscore.student.config import TASK_SFT, TRAINED_REFERENCES
 
 if TYPE_CHECKING:
     from pgscore.config import Experiment
@@ -85,8 +85,6 @@ def check_benchmarks(exp: "Experiment") -> None:
             raise PgScoreError(f"evaluation.data_files: unknown benchmark {name!r}; known: {', '.join(known)}")
         if not Path(path).expanduser().is_file():
             raise PgScoreError(f"evaluation.data_files.{name}: file not found: {path}")
-    from pgscore.student.config import TASK_SFT
-
     task_sft = any(b.reference == TASK_SFT for b in exp.student.resolved_bases())
     if task_sft and "mgsm" in exp.evaluation.benchmarks and exp.evaluation.formulation.get("mgsm") != "number":
         raise PgScoreError("student.reference task-sft trains on GSM8K train for MGSM, which needs "

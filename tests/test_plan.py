@@ -270,3 +270,19 @@ def test_ledger_stats_shows_plan_vs_actual(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pgscore", "ledger", "stats", str(res)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "not a plan" in r.stderr
+
+
+def test_parse_rate_priors_hold_only_for_the_settings_they_were_measured_with():
+    from pgscore.plan import load_table, prior_parse_rate
+
+    entries = load_table("parse_rates").get("entries", [])
+    quick = {"structured_output": True, "max_tokens": 80, "templates": "paper"}
+    assert prior_parse_rate(entries, "tiny:gemma3-270m", "translate", quick) == (0.5, "quickstart 2026-12-01: 4/8")
+    assert prior_parse_rate(entries, "tiny:gemma3-270m", "respond", quick)[0] == 1.0
+    # other decoding, other templates, unconstrained JSON or another model: the upper bound
+    for other in ({**quick, "max_tokens": 256}, {**quick, "structured_output": False}, {**quick, "templates": "legacy"}):
+        assert prior_parse_rate(entries, "tiny:gemma3-270m", "translate", other)[0] == 1.0
+    assert prior_parse_rate(entries, "openai:gpt-4o-mini", "generate", quick) == (1.0, "upper bound: every row assumed to parse")
+    # a user table is tried first and may leave the settings open
+    mine = [{"match": "openai:*", "method": "generate", "rate": 0.9, "source": "my preview"}] + entries
+    assert prior_parse_rate(mine, "openai:gpt-4o-mini", "generate", quick) == (0.9, "my preview")

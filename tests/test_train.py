@@ -99,9 +99,35 @@ def test_real_training_run(tmp_path):
     from pgscore.models.base import SamplingParams
     from pgscore.student.train import is_trained, train_student
 
+    import transformers
+
+    from pgscore.models.base import ModelSpec
+    from pgscore.models.local import TransformersLM
+
     cfg = TrainingConfig(max_steps=4, max_length=128, per_device_batch_size=2, effective_batch_size=2,
-                         learning_rate=5e-5, save_steps=1000)
-    out = train_student(synthetic(), "tiny:gemma3-270m", tmp_path / "student", cfg, teacher="t1", language="de")
+                         learning_rate=5e-5, save_steps=3)
+    saved_at, in_memory = [], {}
+    stock_save = transformers.Trainer._save_checkpoint
+
+    def record_save(self, *a, **kw):
+        saved_at.append(self.state.global_step)
+        return stock_save(self, *a, **kw)
+
+    requests = [("Was ist 2 plus 3?\n\n", "2 plus 3 ist 5."), ("Nenne drei Farben.\n\n", "Rot, Grün und Blau.")]
+
+    def hook(folder, model, tok):  # the students stage scores the trained model here, before any reload
+        lm = TransformersLM(model, tok, ModelSpec.parse(f"hf:{folder}"))
+        in_memory["folder"] = folder
+        in_memory["scores"] = [c.logprob for c in lm.loglikelihood(requests)]
+
+    transformers.Trainer._save_checkpoint = record_save
+    try:
+        out = train_student(synthetic(), "tiny:gemma3-270m", tmp_path / "student", cfg, teacher="t1",
+                            language="de", on_trained=hook)
+    finally:
+        transformers.Trainer._save_checkpoint = stock_save
+    assert saved_at == [3]  # the resume point at save_steps; no checkpoint at the last step (saved right after)
+    assert in_memory["folder"] == out
     assert is_trained(out)
     info = json.loads((out / "pgscore_student.json").read_text())
     assert info["steps"] == 4 and info["template"] == "plain"
@@ -111,11 +137,33 @@ def test_real_training_run(tmp_path):
     for needle in ("t1", "| language | de |", info["data_hash"], '"learning_rate": 5e-05', "tiny:gemma3-270m"):
         assert needle in card
     assert (out / "model.safetensors").is_file()
-    # reloads as a plain local model and generates
+    # reloads as a plain local model that scores what the in-memory model scored, and generates
     lm = load_model(f"hf:{out}")
+    reloaded = [c.logprob for c in lm.loglikelihood(requests)]
+    assert reloaded == pytest.approx(in_memory["scores"], abs=1e-5)
     gen = lm.complete([plain_prompt("Was ist 2 plus 3?")], SamplingParams(temperature=0, max_tokens=8))
     assert gen[0].error is None and gen[0].completion_tokens > 0
     # a finished student is skipped on re-run
     mtime = (out / "README.md").stat().st_mtime
-    assert train_student(synthetic(), "tiny:gemma3-270m", out, cfg) == out
+    assert train_student(synthetic(), "tiny:gemma3-270m", out, cfg, on_trained=lambda *a: pytest.fail("retrained")) == out
     assert (out / "README.md").stat().st_mtime == mtime
+
+
+def test_in_memory_datasets_are_not_hashed_inside_the_trainer_setup():
+    """The fingerprint patch is scoped: random fingerprints inside, datasets' own hashing restored after, and
+    a map inside gives the same rows."""
+    import datasets
+    import datasets.arrow_dataset as ad
+    import datasets.fingerprint as fp
+
+    from pgscore.student.train import unhashed_in_memory_datasets
+
+    ds = datasets.Dataset.from_list([{"x": i} for i in range(4)])
+    stock = (fp.update_fingerprint, ad.update_fingerprint)
+    want = ds.map(lambda r: {"y": r["x"] * 2})
+    with unhashed_in_memory_datasets():
+        assert ad.update_fingerprint is not stock[1]
+        got = ds.map(lambda r: {"y": r["x"] * 2})
+        assert fp.update_fingerprint("a", "t", {}) != fp.update_fingerprint("a", "t", {})  # random
+    assert (fp.update_fingerprint, ad.update_fingerprint) == stock
+    assert got["y"] == want["y"] == [0, 2, 4, 6]

@@ -104,6 +104,16 @@ def test_vllm_not_installed_says_the_fix(monkeypatch, tmp_path):
     assert c.status == d.WARN and "not installed" in c.detail and "install_vllm.sh" in c.fix
 
 
+def test_structured_output_check(monkeypatch):
+    import importlib.util
+
+    assert d.check_structured().status == d.OK  # scripts/install.sh installs xgrammar
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "xgrammar" else real(n, *a))
+    c = d.check_structured()
+    assert c.status == d.WARN and "unconstrained" in c.detail and "xgrammar==0.2.8" in c.fix
+
+
 def test_embedded_default_decision():
     good = [d.Check(n, d.OK, "") for n in d.EMBEDDED_DEFAULT_NEEDS] + [d.Check("engine.vllm", d.FAIL, "")]
     assert d.embedded_default_ok(good)  # vLLM is optional
@@ -121,7 +131,7 @@ def test_cli_json_reports_every_engine(monkeypatch, capsys, tmp_path):
     code = _exit_code(main, ["doctor", "--json", "--no-smoke", "--hub-timeout", "1"])
     out = json.loads(capsys.readouterr().out)
     names = [c["name"] for c in out["checks"]]
-    assert {"engine.transformers", "engine.vllm", "gpu", "hub", "api_keys", "data"} <= set(names)
+    assert {"engine.transformers", "engine.vllm", "gpu", "hub", "api_keys", "data", "structured_output"} <= set(names)
     assert "sk-do-not-print" not in json.dumps(out)
     assert code == (0 if out["embedded_default_ok"] else 1)
     by = {c["name"]: c for c in out["checks"]}

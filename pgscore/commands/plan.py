@@ -49,6 +49,8 @@ def plan(
     out: Path | None = typer.Option(None, "--out", help="Results folder to read what is done (default: the experiment's)."),
     pricing: Path | None = typer.Option(None, "--pricing", help="YAML with extra/overriding prices (see docs/sharing.md)."),
     throughput: Path | None = typer.Option(None, "--throughput", help="YAML with extra/overriding throughput entries."),
+    parse_rates: Path | None = typer.Option(None, "--parse-rates",
+                                            help="YAML with extra/overriding parse-rate entries (unseen teachers)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     save: bool = typer.Option(False, "--save", help="Also write plan.json into the results folder (ledger stats compares it)."),
 ) -> None:
@@ -59,7 +61,7 @@ def plan(
     from pgscore.plan import PLAN_FILE, plan_experiment
 
     exp = load_experiment(experiment)
-    result = plan_experiment(exp, out, pricing=pricing, throughput=throughput)
+    result = plan_experiment(exp, out, pricing=pricing, throughput=throughput, parse_rates=parse_rates)
     data = result.to_json()
     if save:
         folder = Path(out) if out else exp.results_dir()

@@ -30,6 +30,15 @@ def base_label(base: str | dict | ModelSpec) -> str:
     return Path(spec.model).name or spec.model
 
 
+def evaluate_kwargs(cfg: EvaluationConfig, eval_dir: str | Path, load: Callable | None = None) -> dict:
+    """Keyword arguments of :func:`pgscore.evaluation.runner.evaluate` for this configuration: what
+    :func:`extrinsic_table` scores with, so a model scored ahead of it (a student evaluated in memory right
+    after training) lands in the same cache entry."""
+    return dict(limit=cfg.limit, seed=cfg.seed, out_dir=eval_dir, hub=cfg.hub, data_files=cfg.data_files,
+                batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, signal=cfg.signal,
+                formulations=cfg.formulation, revisions=cfg.hub_revisions, load=load)
+
+
 def extrinsic_table(
     students: Iterable[Mapping],
     base: str | dict,
@@ -46,9 +55,7 @@ def extrinsic_table(
     ``student_model`` is given, else ``student_name`` or the base's short name is used. ``load`` (spec ->
     LanguageModel) loads models that are not cached yet (default ``pgscore.models.load_model``).
     """
-    kw = dict(limit=cfg.limit, seed=cfg.seed, out_dir=eval_dir, hub=cfg.hub, data_files=cfg.data_files,
-              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, signal=cfg.signal,
-              formulations=cfg.formulation, revisions=cfg.hub_revisions, load=load)
+    kw = evaluate_kwargs(cfg, eval_dir, load)
     pgr_kw = dict(signal=cfg.signal, k=cfg.pgr_k, n_boot=cfg.bootstrap, seed=cfg.seed)
     rows = []
     baseline: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}

@@ -127,21 +127,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def judge_auc(judge, cal: pd.DataFrame, language: str, cfg=None) -> tuple[float, int, float, float]:
     """(AUC, usable verdicts, mean score matched, mean score corrupted) of a judge on a calibration set,
     graded the way the measure stage grades (constrained for local judges in ``auto`` mode)."""
-    from pgscore.metrics.judge import OK, judge_pairs, judge_pairs_constrained, judge_params
+    from pgscore.metrics.judge import OK, judge_with_config
 
-    mode = getattr(cfg, "judge_mode", "auto")
-    structured = bool(getattr(cfg, "judge_structured", False))
-    params = judge_params(max_tokens=int(getattr(cfg, "judge_max_tokens", 512)), structured=structured)
-    prompts, responses = cal["prompt"].tolist(), cal["response"].tolist()
-    constrained = mode == "constrained" or (mode == "auto" and judge.render_chat([{"role": "user", "content": "x"}]) is not None)
-    templates = getattr(cfg, "judge_templates", None)
-    rendering = getattr(cfg, "judge_rendering", "auto")
-    if constrained:
-        verdicts = judge_pairs_constrained(judge, prompts, responses, language, params, templates=templates,
-                                           rendering=rendering)
-    else:
-        verdicts = judge_pairs(judge, prompts, responses, language, params, structured, templates=templates,
-                               rendering=rendering)
+    verdicts = judge_with_config(judge, cal["prompt"].tolist(), cal["response"].tolist(), language, cfg)
     scores = np.array([v.score if (v.status == OK and v.score is not None) else np.nan for v in verdicts], dtype=float)
     labels = cal["label"].to_numpy()
     ok = np.isfinite(scores)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 STUDENT_BASES = "student"  # perplexity_model: take perplexity under each student base
 FALLBACK_PERPLEXITY_MODEL = "tiny:gemma3-270m"  # ... when the experiment names no student base
@@ -32,7 +32,8 @@ class MetricsConfig(BaseModel):
     # "auto": constrained when the judge can render its prompt (local backends), else generate
     judge_mode: Literal["auto", "constrained", "generate"] = "auto"
     judge_structured: bool = False  # ask the judge backend for JSON-schema output (servers that support it)
-    judge_max_tokens: int = Field(512, ge=8)
+    # tokens of judge output; 0 = constrained score-only verdicts (no feedback: judge_mode constrained)
+    judge_max_tokens: int = Field(512, ge=0)
     # the template set of the judge prompt (preset name or a directory, pgscore/synthesis/templates.py);
     # None = the experiment's `synthesis.templates` (set by the measure stage)
     judge_templates: str | None = None
@@ -43,6 +44,13 @@ class MetricsConfig(BaseModel):
     bootstrap: int = Field(200, ge=0)  # example resamples per dataset (bootstrap.parquet); 0 = no intervals
     calibration_pairs: int = Field(8, ge=0)  # matched (and as many corrupted) seed pairs per language; 0 = off
     min_judge_auc: float = Field(0.6, ge=0.0, le=1.0)  # a judge below this AUC in a language leaves Z there
+
+    @model_validator(mode="after")
+    def _judge_tokens_ok(self):
+        if self.judge_max_tokens < 8 and self.judge_mode != "constrained":
+            raise ValueError(f"judge_max_tokens {self.judge_max_tokens} needs judge_mode: constrained (a judge that "
+                             "writes its verdict needs 8 or more tokens; 0 = score-only constrained verdicts)")
+        return self
 
     @field_validator("perplexity_template")
     @classmethod

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pgscore.models.base import Conversation, LanguageModel, SamplingParams
+from pgscore.models.base import Conversation, Generation, LanguageModel, SamplingParams
 
 MIN_SCORE, MAX_SCORE = 1, 5
 FEEDBACK_MAX_CHARS = 2000
@@ -248,6 +248,30 @@ def judge_pairs(
     return out
 
 
+def judge_with_config(judge: LanguageModel, instructions: Sequence[str], responses: Sequence[str],
+                      language: str | Sequence[str], cfg: Any = None) -> list[Verdict]:
+    """Grade as a ``MetricsConfig`` says (the measure stage and the calibration both grade through this):
+    ``judge_mode`` ``constrained``, ``generate`` or ``auto`` (constrained when the judge can render its chat
+    prompt, i.e. a local backend), ``judge_max_tokens`` (0: constrained score-only verdicts),
+    ``judge_structured``, ``judge_templates``, ``judge_rendering``."""
+    mode = getattr(cfg, "judge_mode", "auto")
+    structured = bool(getattr(cfg, "judge_structured", False))
+    max_tokens = int(getattr(cfg, "judge_max_tokens", 512))
+    params = judge_params(max_tokens=max(max_tokens, 1), structured=structured)
+    templates = getattr(cfg, "judge_templates", None)
+    rendering = getattr(cfg, "judge_rendering", "auto")
+    constrained = mode == "constrained" or (
+        mode == "auto" and judge.render_chat([{"role": "user", "content": "x"}]) is not None)
+    if constrained:
+        return judge_pairs_constrained(judge, instructions, responses, language, params, templates=templates,
+                                       rendering=rendering, feedback=max_tokens > 0)
+    if max_tokens < 8:
+        raise ValueError(f"judge_max_tokens {max_tokens}: a judge that writes its verdict needs 8 or more tokens "
+                         "(0 works only with constrained verdicts, judge_mode: constrained)")
+    return judge_pairs(judge, instructions, responses, language, params, structured, templates=templates,
+                       rendering=rendering)
+
+
 # ---------------------------------------------------------------- constrained verdicts (log-likelihood)
 
 RESULT_MARK = " [RESULT] "
@@ -261,6 +285,7 @@ def judge_pairs_constrained(
     params: SamplingParams | None = None,
     templates: Any = None,
     rendering: str = "auto",
+    feedback: bool = True,
 ) -> list[Verdict]:
     """Grade with the verdict constrained to an integer 1–5: the judge writes its feedback (generation
     stopped at ``[RESULT]``), then each score ``1``…``5`` is scored as the continuation of
@@ -268,7 +293,11 @@ def judge_pairs_constrained(
 
     Needs a backend that can render its chat prompt and score continuations (local models); small judges
     that never produce the ``[RESULT] N`` format still give a real verdict this way. The feedback keeps a
-    note of the score distribution (``p(1..5)``)."""
+    note of the score distribution (``p(1..5)``).
+
+    ``feedback=False`` (``judge_max_tokens: 0``): no feedback is written; each score is scored right after the
+    prompt as the continuation of ``"[RESULT] "``: one forward pass per pair instead of a generation and a
+    scoring pass, for judges too small to write feedback that informs their score."""
     import math
 
     langs = [language] * len(instructions) if isinstance(language, str) else list(language)
@@ -283,10 +312,13 @@ def judge_pairs_constrained(
         contexts = [model.render_chat(c) for c in convs]
         if any(c is None for c in contexts):
             raise ValueError(f"{model.name} cannot render chat prompts: use judge_mode: generate")
-        gens = model.chat(convs, params)
+        gens = model.chat(convs, params) if feedback else None
     else:  # base models read the raw rendering as a document, as in judge_pairs
         contexts = [build_raw(i, r, lg, templates=t) for i, r, lg in items]
-        gens = model.complete(contexts, params)
+        gens = model.complete(contexts, params) if feedback else None
+    mark = RESULT_MARK if feedback else RESULT_MARK.lstrip()
+    if gens is None:
+        gens = [Generation(text="") for _ in contexts]
     scores = range(MIN_SCORE, MAX_SCORE + 1)
     requests, where = [], []
     for i, (ctx, g) in enumerate(zip(contexts, gens)):
@@ -294,7 +326,7 @@ def judge_pairs_constrained(
             continue
         feedback = g.text.split("[RESULT]")[0].rstrip()
         where.append((i, feedback))
-        requests += [(ctx + feedback + RESULT_MARK, str(s)) for s in scores]
+        requests += [(ctx + feedback + mark, str(s)) for s in scores]
     lls = model.loglikelihood(requests) if requests else []
     out: list[Verdict] = [Verdict(None, "", "error", g.error or "") for g in gens]
     for n, (i, feedback) in enumerate(where):

@@ -31,7 +31,7 @@ from pgscore.errors import PgScoreError
 from pgscore.metrics.config import FALLBACK_PERPLEXITY_MODEL, STUDENT_BASES, MetricsConfig
 from pgscore.metrics.diversity import pairwise_cosine
 from pgscore.metrics.fidelity import LanguageDetector, language_fidelity
-from pgscore.metrics.judge import OK, judge_pairs, judge_pairs_constrained, judge_params
+from pgscore.metrics.judge import OK, judge_with_config
 from pgscore.metrics.lengths import TokenCounter, char_lengths
 from pgscore.metrics.perplexity import response_perplexity
 from pgscore.models.base import LanguageModel
@@ -232,22 +232,11 @@ def measure_dataset(
         ex["judge_status"] = SKIPPED
         if judge is not None:
             task = bar.add_task("judge", total=n)
-            params = judge_params(max_tokens=cfg.judge_max_tokens, structured=cfg.judge_structured)
             scores, feedback, status = [], [], []
             langs = df["language"].astype(str).tolist()
-            constrained = cfg.judge_mode == "constrained" or (
-                cfg.judge_mode == "auto" and judge.render_chat([{"role": "user", "content": "x"}]) is not None)
-
-            def grade(sl: slice):
-                if constrained:
-                    return judge_pairs_constrained(judge, prompts[sl], responses[sl], langs[sl], params,
-                                                   templates=cfg.judge_templates, rendering=cfg.judge_rendering)
-                return judge_pairs(judge, prompts[sl], responses[sl], langs[sl], params, cfg.judge_structured,
-                                   templates=cfg.judge_templates, rendering=cfg.judge_rendering)
-
             for s in range(0, n, cfg.chunk_size):
                 sl = slice(s, s + cfg.chunk_size)
-                for v in grade(sl):
+                for v in judge_with_config(judge, prompts[sl], responses[sl], langs[sl], cfg):
                     scores.append(v.score if v.score is not None else pd.NA)
                     feedback.append(v.feedback)
                     status.append(v.status)

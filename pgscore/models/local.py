@@ -216,21 +216,33 @@ class TransformersLM(LanguageModel):
             "pad_token_id": self.pad_id,
             "eos_token_id": self.eos_ids or None,
         }
+        from transformers import LogitsProcessorList
+
+        from pgscore.models.sampling import neutral_sampling_kwargs, sampling_processors
+
+        warpers: list[Any] = []
         if params.temperature == 0:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            gen_kwargs.update(
-                do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0
-            )
+        else:  # transformers' warpers, with its nucleus found without a full-vocabulary sort (models/sampling.py)
+            gen_kwargs.update(neutral_sampling_kwargs())
+            warpers = sampling_processors(params.temperature, params.top_k, params.top_p)
         if stops:
             gen_kwargs.update(stop_strings=list(stops), tokenizer=self.tokenizer)
+        constraint = None  # json_schema: grammar-constrained decoding (xgrammar), unconstrained without it
+        if params.json_schema is not None:
+            from pgscore.models.constrained import json_constraint, output_vocab_size
+
+            constraint = json_constraint(self.tokenizer, output_vocab_size(self.model), self.eos_ids,
+                                         params.json_schema)
         with tqdm(total=len(prompts), desc="generate", unit="ex", disable=len(batches) < 2, leave=False) as bar:
             for b, idx in enumerate(batches):
                 if params.seed is not None:
                     torch.manual_seed(params.seed + b)
                 ids, mask = self._left_pad([prompts[i] for i in idx])
                 with torch.inference_mode():
-                    seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+                    procs = [*(constraint.processors() if constraint else ()), *warpers]  # grammar first
+                    extra = {"logits_processor": LogitsProcessorList(procs)} if procs else {}
+                    seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs, **extra)
                 new = seqs[:, ids.shape[1] :].tolist()
                 for row, i in enumerate(idx):
                     out[i] = self._finish(new[row], len(prompts[i]), params.max_tokens, stops)

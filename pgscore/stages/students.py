@@ -40,6 +40,28 @@ def screened_teachers(ctx: "StageContext", teachers: list[str]) -> tuple[list[st
     return chosen, [f"screening chose {', '.join(chosen)} for students ({screened.message})"]
 
 
+def evaluate_in_memory(ctx: "StageContext", languages: list[str]):
+    """``train_student``'s ``on_trained`` hook: score the model just trained on ``languages`` while it is in
+    memory, through the ledger with the saved folder's identity, into the evaluation cache that
+    :func:`evaluate_students` reads; the folder is then never loaded again (a re-run reads the cache)."""
+
+    def hook(folder, model, tokenizer) -> None:
+        from pgscore.evaluation.runner import evaluate
+        from pgscore.evaluation.stage import evaluate_kwargs
+        from pgscore.ledger import CachedModel
+        from pgscore.models.base import ModelSpec
+        from pgscore.models.local import TransformersLM
+        from pgscore.stages.context import local_model_identity
+
+        spec = ModelSpec.parse(f"hf:{folder}")  # exactly what evaluate_students names it
+        lm = CachedModel(TransformersLM(model, tokenizer, spec), ctx.ledger, stage=STAGE,
+                         identity=local_model_identity(spec))
+        evaluate(lm, ctx.exp.evaluation.benchmarks, languages, **evaluate_kwargs(ctx.exp.evaluation,
+                                                                                  ctx.results.eval_dir))
+
+    return hook
+
+
 def train_students(ctx: "StageContext", base, teachers: list[str], ok: pd.DataFrame, notes: list[str],
                    prefix: str = "") -> list[dict]:
     """One student per teacher × language × trial with 2 or more usable rows (a finished folder is kept)."""
@@ -58,7 +80,8 @@ def train_students(ctx: "StageContext", base, teachers: list[str], ok: pd.DataFr
                 path = ctx.results.student_dir(f"{prefix}{slug(teacher)}-{lang}-{trial}")
                 ctx.console.print(f"student{f' ({base.name})' if prefix else ''}: {teacher} / {lang} / trial {trial} "
                                   f"({len(rows)} rows)")
-                train_student(rows, base.base, path, exp.student.training, teacher=teacher, language=lang)
+                train_student(rows, base.base, path, exp.student.training, teacher=teacher, language=lang,
+                              on_trained=evaluate_in_memory(ctx, [lang]))
                 students.append({"teacher": teacher, "language": lang, "trial": int(trial), "student": base.name,
                                  "student_model": f"hf:{path}"})
     return students
@@ -69,6 +92,8 @@ def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") ->
     from pgscore.student.train import train_student
 
     exp = ctx.exp
+    if base.reference == TASK_SFT and exp.student.task_sft_scope == "joint":
+        return task_sft_joint_reference(ctx, base, notes, prefix)
     out: dict[str, Any] = {}
     for lang in exp.languages:
         if base.reference == TASK_SFT:
@@ -86,7 +111,7 @@ def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") ->
         path = ctx.results.student_dir(f"_reference-seed-sft-{prefix}{lang}")
         ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} {lang} seed pairs")
         train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
-                      teacher="seed pairs (human-written)", language=lang)
+                      teacher="seed pairs (human-written)", language=lang, on_trained=evaluate_in_memory(ctx, [lang]))
         out[lang] = f"hf:{path}"
     if base.reference is None:
         notes.append(f"no reference for student base {base.name}: PGR is undefined (set an instruct model of the "
@@ -135,8 +160,40 @@ def task_sft_reference(ctx: "StageContext", base, lang: str, notes: list[str], p
     ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} benchmark training pairs for {lang} "
                       f"({'; '.join(sources)})")
     train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
-                  teacher="benchmark training splits (task-sft)", language=lang, raw_prompts=True)
+                  teacher="benchmark training splits (task-sft)", language=lang, raw_prompts=True,
+                  on_trained=evaluate_in_memory(ctx, [lang]))
     return f"hf:{path}"
+
+
+def task_sft_joint_reference(ctx: "StageContext", base, notes: list[str], prefix: str = "") -> dict[str, Any]:
+    """``task_sft_scope: joint``: one reference for every language, the base fine-tuned on all languages'
+    benchmark training pairs together (``task_sft_examples`` per benchmark and language), as the paper's
+    one instruct model serves all languages. language -> its spec (None where no benchmark has a training
+    split for it, with a note)."""
+    from pgscore.student.train import train_student
+
+    exp = ctx.exp
+    frames, sources, covered = [], [], []
+    for lang in exp.languages:
+        pairs, src = task_sft_pairs(exp.evaluation, lang, exp.student.task_sft_examples, exp.student.training.seed)
+        if len(pairs) < 2:
+            notes.append(f"no task-sft reference for {lang}: no benchmark with a training split covers it")
+            continue
+        frames.append(pairs.assign(id=lang + "/" + pairs["id"]))
+        sources.append(f"{lang}: {'; '.join(src)}")
+        covered.append(lang)
+    out: dict[str, Any] = {lang: None for lang in exp.languages}
+    if not frames:
+        return out
+    pairs = pd.concat(frames, ignore_index=True)
+    path = ctx.results.student_dir(f"_reference-task-sft-{prefix}joint")
+    ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} benchmark training pairs "
+                      f"({' | '.join(sources)})")
+    train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
+                  teacher="benchmark training splits (task-sft)", language=",".join(covered), raw_prompts=True,
+                  on_trained=evaluate_in_memory(ctx, covered))
+    out.update({lang: f"hf:{path}" for lang in covered})
+    return out
 
 
 def evaluate_students(ctx: "StageContext", base, students: list[dict], refs: dict[str, Any]) -> list[pd.DataFrame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -109,6 +110,9 @@ class StudentConfig(BaseModel):
     # reference "seed-sft" / "task-sft" trained here: its own settings (None = the students' `training`)
     reference_training: TrainingConfig | None = None
     task_sft_examples: int = Field(256, ge=2)  # "task-sft": training pairs per benchmark and language
+    # "task-sft": one reference trained on every language's pairs together ("joint", like the one instruct
+    # model the paper uses for all languages), or one per language ("per_language")
+    task_sft_scope: Literal["joint", "per_language"] = "joint"
     top_k: int | None = None  # train students only for the top-k teachers predicted by `screen`
 
     @model_validator(mode="after")

@@ -9,11 +9,12 @@ is finished and is skipped on re-runs. Trainer checkpoints under ``<out>/checkpo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -91,11 +92,14 @@ def train_student(
     teacher: str | None = None,
     language: str | None = None,
     raw_prompts: bool = False,
+    on_trained: Callable[[Path, Any, Any], None] | None = None,
 ) -> Path:
     """Fine-tune ``base_spec`` on the synthetic rows; returns the saved student folder.
 
     ``raw_prompts``: prompts are used verbatim, with no chat or plain template (benchmark-format training
-    pairs of a ``task-sft`` reference, scored later on the same raw prompts)."""
+    pairs of a ``task-sft`` reference, scored later on the same raw prompts). ``on_trained(folder, model,
+    tokenizer)`` is called once the student is saved, with the trained model still in memory (the students
+    stage evaluates it there instead of loading the folder again); not called for a folder already trained."""
     cfg = cfg or TrainingConfig()
     out = Path(out_dir)
     spec = ModelSpec.parse(base_spec)
@@ -178,8 +182,10 @@ def train_student(
     train_ds = Dataset.from_list(to_prompt_completion(df, chat, raw=raw_prompts))
     if cfg.freeze_embeddings:
         freeze_input_embeddings(model)
-    trainer = make_sft_trainer(model, args, train_ds, tok, peft_config=peft_config,
-                               selective_logits=cfg.selective_logits)
+    with unhashed_in_memory_datasets():
+        trainer = make_sft_trainer(model, args, train_ds, tok, peft_config=peft_config,
+                                   selective_logits=cfg.selective_logits)
+    trainer.add_callback(no_final_checkpoint())
     resume = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -215,7 +221,50 @@ def train_student(
     (out / INFO).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
     (out / CARD).write_text(model_card(info), encoding="utf-8")  # last: marks the student finished
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # resume points are useless once the student is saved
+    if on_trained is not None:
+        trained = trainer.model if peft_config is None else None  # a LoRA student is loaded from its merged folder
+        del trainer
+        if trained is not None:
+            on_trained(out, trained, tok)
     return out
+
+
+@contextlib.contextmanager
+def unhashed_in_memory_datasets():
+    """TRL's SFTTrainer tokenizes its dataset with ``Dataset.map(..., fn_kwargs={"processing_class": tok})``,
+    and ``datasets`` fingerprints every map by dill-hashing its arguments: the whole tokenizer, 4.4 s for
+    Gemma 3's 262k-token vocabulary on 2 CPU cores, once per student (22 of the quickstart's 23.5 s of
+    trainer set-up, measured with py-spy). The fingerprint only names cache files, and a dataset built
+    with ``Dataset.from_list`` is in memory and writes none, so inside this block fingerprints are random
+    (what ``datasets`` itself falls back to for unhashable transforms). The tokenized rows are unchanged."""
+    import datasets.arrow_dataset as ad
+    import datasets.fingerprint as fp
+
+    modules = [m for m in (fp, ad) if hasattr(m, "update_fingerprint")]  # arrow_dataset imports it by name
+    stock = [m.update_fingerprint for m in modules]
+    for m in modules:
+        m.update_fingerprint = lambda fingerprint, transform, transform_args: fp.generate_random_fingerprint()
+    try:
+        yield
+    finally:
+        for m, f in zip(modules, stock):
+            m.update_fingerprint = f
+
+
+def no_final_checkpoint():
+    """A ``TrainerCallback``: transformers writes a full checkpoint (weights, optimizer state, RNG) at the
+    last step whenever ``save_strategy`` is ``steps``; the finished student is saved right after and the
+    checkpoints deleted, so that one is written only to be removed (~2 GB for Gemma 3 270M in float32).
+    Checkpoints at multiples of ``save_steps`` (the resume points of long runs) are written as before."""
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps and args.save_steps and state.global_step % int(args.save_steps):
+                control.should_save = False
+            return control
+
+    return NoFinalCheckpoint()
 
 
 def freeze_input_embeddings(model) -> None:

@@ -31,6 +31,8 @@ def vllm_variant(cfg: dict) -> dict:
     cfg = json.loads(json.dumps(cfg))
 
     def swap(v):
+        if isinstance(v, dict) and v.get("backend") == "tiny":  # {backend: tiny, model: NAME, batch_size: ...}
+            return {**v, "backend": "vllm", "model": f"tiny:{v['model']}"}
         return f"vllm:{v}" if isinstance(v, str) and v.startswith("tiny:") else v
 
     for t in cfg.get("teachers", []):

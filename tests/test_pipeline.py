@@ -48,6 +48,9 @@ def test_quickstart_and_examples_validate():
     assert exp.teachers[0].sampling.top_k == 64  # Gemma 3 family settings
     assert exp.student.reference == "task-sft" and exp.evaluation.formulation == {"mgsm": "number"}
     assert exp.student.training.freeze_embeddings and exp.student.reference_training.max_steps == 16
+    # issue 16: JSON pairs under their schema, score-only verdicts, one joint reference, every usable row
+    assert exp.synthesis.structured_output and exp.metrics.judge_max_tokens == 0
+    assert exp.student.task_sft_scope == "joint" and not exp.student.training.balance_methods
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,16 @@ def test_select_balances_methods():
     assert data_hash(sel) != data_hash(sel3)
 
 
+def test_select_without_method_balance_keeps_every_usable_row():
+    df = synthetic()  # 4 generate, 3 translate, 2 respond ok rows and one failed row
+    sel = select_examples(df, per_dataset=None, seed=0, balance_methods=False)
+    assert sel.groupby("method").size().to_dict() == {"generate": 4, "respond": 2, "translate": 3}
+    assert (sel["status"] == "ok").all()
+    capped = select_examples(df, per_dataset=5, seed=0, balance_methods=False)
+    assert len(capped) == 5 and set(capped["id"]) <= set(sel["id"])
+    assert data_hash(capped) == data_hash(select_examples(df, 5, 0, balance_methods=False))
+
+
 def test_select_errors():
     with pytest.raises(PgScoreError, match="response"):
         select_examples(pd.DataFrame({"prompt": ["a"]}), None)

@@ -79,7 +79,7 @@ def train_students(ctx: "StageContext", base, teachers: list[str], ok: pd.DataFr
                     continue
                 path = ctx.results.student_dir(f"{prefix}{slug(teacher)}-{lang}-{trial}")
                 ctx.console.print(f"student{f' ({base.name})' if prefix else ''}: {teacher} / {lang} / trial {trial} "
-                                  f"({len(rows)} rows)")
+                                  f"({len(rows)} usable rows)")
                 train_student(rows, base.base, path, exp.student.training, teacher=teacher, language=lang,
                               on_trained=evaluate_in_memory(ctx, [lang]))
                 students.append({"teacher": teacher, "language": lang, "trial": int(trial), "student": base.name,

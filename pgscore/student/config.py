@@ -29,6 +29,8 @@ class TrainingConfig(BaseModel):
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)  # 0 makes multi-process and single-process runs match
     qlora: bool = False
     examples_per_dataset: int | None = 10000
+    # equal rows per method (the paper); false: every usable row, whatever the method mix
+    balance_methods: bool = True
     seed: int = 0
     logging_steps: int = 1
     save_steps: int = 200  # Trainer checkpoints (resume of long runs)

@@ -11,11 +11,14 @@ from pgscore.errors import PgScoreError
 from pgscore.student.template import plain_prompt
 
 
-def select_examples(df: pd.DataFrame, per_dataset: int | None, seed: int = 0) -> pd.DataFrame:
+def select_examples(df: pd.DataFrame, per_dataset: int | None, seed: int = 0,
+                    balance_methods: bool = True) -> pd.DataFrame:
     """Rows with status ok and non-empty prompt/response, subsampled to equal counts per method.
 
     Each method gets ``min(smallest method count, per_dataset // n_methods)`` rows (the paper: 10k
     examples per dataset, equal samples per method). Without a ``method`` column all rows form one group.
+    ``balance_methods=False``: every usable row (the first ``per_dataset`` after a seeded shuffle), whatever
+    the method mix; for teachers whose methods fail unevenly, where balancing would keep only a few rows.
     """
     for col in ("prompt", "response"):
         if col not in df:
@@ -27,6 +30,10 @@ def select_examples(df: pd.DataFrame, per_dataset: int | None, seed: int = 0) ->
     if d.empty:
         raise PgScoreError("no usable synthetic rows (status ok with a prompt and a response)")
     d = d.assign(method=d["method"] if "method" in d else "all")
+    if not balance_methods:
+        if per_dataset is not None and len(d) > per_dataset:
+            d = d.sample(n=per_dataset, random_state=seed)
+        return d.sort_values(["method"] + (["id"] if "id" in d else [])).reset_index(drop=True)
     groups = {m: g for m, g in d.groupby("method", sort=True)}
     n = min(len(g) for g in groups.values())
     if per_dataset is not None:

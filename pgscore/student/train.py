@@ -103,7 +103,7 @@ def train_student(
     cfg = cfg or TrainingConfig()
     out = Path(out_dir)
     spec = ModelSpec.parse(base_spec)
-    df = select_examples(synthetic_df, cfg.examples_per_dataset, cfg.seed)
+    df = select_examples(synthetic_df, cfg.examples_per_dataset, cfg.seed, cfg.balance_methods)
     if is_trained(out):
         done = json.loads((out / INFO).read_text(encoding="utf-8"))
         if done.get("data_hash") != data_hash(df):

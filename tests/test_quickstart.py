@@ -12,6 +12,7 @@ Checks what issues 14 and 16 ask of it:
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +42,8 @@ def quickstart(tmp_path_factory):
     seconds = time.perf_counter() - t0
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
     print(f"quickstart: {seconds:.0f} s")
-    return {"out": out, "plan": json.loads(plan.stdout), "stdout": run.stdout, "seconds": seconds}
+    yield {"out": out, "plan": json.loads(plan.stdout), "stdout": run.stdout, "seconds": seconds}
+    shutil.rmtree(out, ignore_errors=True)  # five 1 GB float32 students: not kept in pytest's temp folders
 
 
 def _ledger(out: Path) -> pd.DataFrame:

@@ -389,7 +389,8 @@ def test_students_stage_loops_over_student_bases(tmp_path, monkeypatch):
     trained: list[tuple[str, str]] = []
     evaluated: list[dict] = []
 
-    def fake_train(rows, base, path, cfg, teacher=None, language=None):
+    def fake_train(rows, base, path, cfg, teacher=None, language=None, on_trained=None):
+        assert callable(on_trained)  # the stage scores each trained model in memory through this hook
         Path(path).mkdir(parents=True, exist_ok=True)
         trained.append((str(base), Path(path).name))
 

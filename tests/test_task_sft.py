@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from pgscore.evaluation.config import EvaluationConfig
 from pgscore.evaluation.mgsm import MGSM, number_prompt
 from pgscore.paths import data_dir
 from pgscore.stages.students import task_sft_pairs
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_mgsm_task_sft_pairs_are_gsm8k_train_in_the_number_formulation():
@@ -55,3 +58,36 @@ def test_task_sft_with_mgsm_cot_is_refused_before_work_starts(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "formulation.mgsm: number" in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert not (tmp_path / "r" / "synthetic.parquet").exists()
+
+
+@pytest.mark.parametrize("scope", ["joint", "per_language"])
+def test_task_sft_reference_is_one_joint_model_or_one_per_language(tmp_path, monkeypatch, scope):
+    """The quickstart's task-sft reference: one model trained on both languages' GSM8K pairs (joint), or one
+    per language; the trained model is handed to the in-memory evaluation hook (training faked here)."""
+    import pgscore.student.train as train_mod
+    from pgscore.config import load_experiment
+    from pgscore.stages.context import StageContext
+    from pgscore.stages.students import references
+
+    calls = []
+
+    def fake_train(pairs, base, path, cfg, teacher=None, language=None, raw_prompts=False, on_trained=None):
+        calls.append({"n": len(pairs), "folder": path.name, "language": language, "raw": raw_prompts,
+                      "ids": set(pairs["id"].str.split("/").str[0]), "hook": callable(on_trained)})
+        return path
+
+    monkeypatch.setattr(train_mod, "train_student", fake_train)
+    exp = load_experiment(REPO / "examples" / "quickstart.yaml")
+    exp.student.task_sft_scope = scope
+    ctx = StageContext(exp, tmp_path / "res")
+    base = exp.student.resolved_bases()[0]
+    refs = references(ctx, base, [])
+    per = exp.student.task_sft_examples
+    if scope == "joint":
+        assert calls == [{"n": 2 * per, "folder": "_reference-task-sft-joint", "language": "de,ja", "raw": True,
+                          "ids": {"de", "ja"}, "hook": True}]
+        assert refs["de"] == refs["ja"] and refs["de"].endswith("_reference-task-sft-joint")
+    else:
+        assert [(c["folder"], c["n"], c["ids"]) for c in calls] == [
+            ("_reference-task-sft-de", per, {"de"}), ("_reference-task-sft-ja", per, {"ja"})]
+        assert refs["de"].endswith("-de") and refs["ja"].endswith("-ja")

@@ -93,11 +93,11 @@ def references(ctx: "StageContext", base, notes: list[str], prefix: str = "") ->
 
     exp = ctx.exp
     if base.reference == TASK_SFT and exp.student.task_sft_scope == "joint":
-        return task_sft_joint_reference(ctx, base, notes, prefix)
+        return task_sft_reference(ctx, base, exp.languages, notes, prefix, name="joint")
     out: dict[str, Any] = {}
     for lang in exp.languages:
         if base.reference == TASK_SFT:
-            out[lang] = task_sft_reference(ctx, base, lang, notes, prefix)
+            out.update(task_sft_reference(ctx, base, [lang], notes, prefix))
             continue
         if base.reference != SEED_SFT:
             out[lang] = base.reference
@@ -145,36 +145,19 @@ def task_sft_pairs(evaluation, language: str, limit: int, seed: int = 0) -> tupl
     return pd.DataFrame(rows), sources
 
 
-def task_sft_reference(ctx: "StageContext", base, lang: str, notes: list[str], prefix: str = "") -> str | None:
-    """The base fine-tuned on the benchmarks' training splits (prompts verbatim, no chat template), with
-    ``student.reference_training`` (else the students' settings): an upper anchor where no instruct model of
-    the base's family is at hand. Returns its spec, or None with a note."""
-    from pgscore.student.train import train_student
-
-    exp = ctx.exp
-    pairs, sources = task_sft_pairs(exp.evaluation, lang, exp.student.task_sft_examples, exp.student.training.seed)
-    if len(pairs) < 2:
-        notes.append(f"no task-sft reference for {lang}: no benchmark with a training split covers it")
-        return None
-    path = ctx.results.student_dir(f"_reference-task-sft-{prefix}{lang}")
-    ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} benchmark training pairs for {lang} "
-                      f"({'; '.join(sources)})")
-    train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,
-                  teacher="benchmark training splits (task-sft)", language=lang, raw_prompts=True,
-                  on_trained=evaluate_in_memory(ctx, [lang]))
-    return f"hf:{path}"
-
-
-def task_sft_joint_reference(ctx: "StageContext", base, notes: list[str], prefix: str = "") -> dict[str, Any]:
-    """``task_sft_scope: joint``: one reference for every language, the base fine-tuned on all languages'
-    benchmark training pairs together (``task_sft_examples`` per benchmark and language), as the paper's
-    one instruct model serves all languages. language -> its spec (None where no benchmark has a training
-    split for it, with a note)."""
+def task_sft_reference(ctx: "StageContext", base, languages: list[str], notes: list[str], prefix: str = "",
+                       name: str | None = None) -> dict[str, Any]:
+    """The base fine-tuned on the benchmarks' training splits of ``languages`` together (prompts verbatim, no
+    chat template; ``task_sft_examples`` pairs per benchmark and language), with ``student.reference_training``
+    (else the students' settings): an upper anchor where no instruct model of the base's family is at hand.
+    ``task_sft_scope: joint`` trains one for every language (folder ``name`` "joint"), as the paper's one
+    instruct model serves all languages; ``per_language`` one per language. language -> its spec (None,
+    with a note, where no benchmark has a training split for it)."""
     from pgscore.student.train import train_student
 
     exp = ctx.exp
     frames, sources, covered = [], [], []
-    for lang in exp.languages:
+    for lang in languages:
         pairs, src = task_sft_pairs(exp.evaluation, lang, exp.student.task_sft_examples, exp.student.training.seed)
         if len(pairs) < 2:
             notes.append(f"no task-sft reference for {lang}: no benchmark with a training split covers it")
@@ -182,11 +165,11 @@ def task_sft_joint_reference(ctx: "StageContext", base, notes: list[str], prefix
         frames.append(pairs.assign(id=lang + "/" + pairs["id"]))
         sources.append(f"{lang}: {'; '.join(src)}")
         covered.append(lang)
-    out: dict[str, Any] = {lang: None for lang in exp.languages}
+    out: dict[str, Any] = {lang: None for lang in languages}
     if not frames:
         return out
     pairs = pd.concat(frames, ignore_index=True)
-    path = ctx.results.student_dir(f"_reference-task-sft-{prefix}joint")
+    path = ctx.results.student_dir(f"_reference-task-sft-{prefix}{name or '-'.join(covered)}")
     ctx.console.print(f"reference: {base.name} fine-tuned on {len(pairs)} benchmark training pairs "
                       f"({' | '.join(sources)})")
     train_student(pairs, base.base, path, exp.student.reference_training or exp.student.training,

@@ -158,16 +158,22 @@ class Ledger:
         self.close()
 
 
-def request_keys(spec_key: str, kind: str, params: SamplingParams | None, requests: Sequence[Any]) -> list[str]:
-    """Ledger keys for a batch (see the module docstring for how repeats are keyed)."""
-    pjson = params.model_dump(mode="json") if params is not None else None
-    seed = params.seed if params is not None else None
-    dedupe = params is None or params.temperature == 0 or params.seed is not None
+def request_keys(spec_key: str, kind: str, params: SamplingParams | Sequence[SamplingParams] | None,
+                 requests: Sequence[Any]) -> list[str]:
+    """Ledger keys for a batch (see the module docstring for how repeats are keyed). ``params``: one set for
+    the batch, or one per request (a request's key is the same either way)."""
+    plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(requests)
+    if len(plist) != len(requests):
+        raise ValueError(f"{len(plist)} sampling parameter sets for {len(requests)} requests")
     seen: Counter[str] = Counter()
     keys = []
-    for req in requests:
-        base = content_hash(spec_key, kind, pjson, req, seed)
-        if dedupe:
+    dumped: dict[int, Any] = {}
+    for req, p in zip(requests, plist):
+        if id(p) not in dumped:
+            dumped[id(p)] = p.model_dump(mode="json") if p is not None else None
+        seed = p.seed if p is not None else None
+        base = content_hash(spec_key, kind, dumped[id(p)], req, seed)
+        if p is None or p.temperature == 0 or p.seed is not None:  # deterministic: repeats share a key
             keys.append(base)
         else:
             keys.append(base if seen[base] == 0 else content_hash(base, f"#{seen[base]}"))
@@ -188,6 +194,10 @@ class CachedModel(LanguageModel):
     """
 
     accepts_on_result = False  # results are committed here, not streamed further
+
+    @property
+    def accepts_per_prompt_params(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.model, "accepts_per_prompt_params", False))
 
     def __init__(self, model: LanguageModel, ledger: Ledger, stage: str = "default", label: str | None = None,
                  chunk_size: int = 64, identity: str | None = None, owns_model: bool = True) -> None:
@@ -218,21 +228,26 @@ class CachedModel(LanguageModel):
         if self.owns_model:
             self.model.close()
 
-    def _run(self, kind: str, requests: Sequence[Any], params: SamplingParams | None,
+    def _run(self, kind: str, requests: Sequence[Any], params: SamplingParams | Sequence[SamplingParams] | None,
              send: Callable[..., list[Any]], decode: Callable[[dict[str, Any]], Any],
              encode: Callable[[Any], tuple[dict[str, Any] | None, str | None, int, int, float]]) -> list[Any]:
+        """``send(requests, params, **kw)`` gets the misses and their params (one set, or one per miss)."""
         keys = request_keys(self.identity, kind, params, requests)
+        per_row = isinstance(params, (list, tuple))
         found = self.ledger.get_many(keys)
         todo: dict[str, Any] = {}
-        for k, req in zip(keys, requests):
+        todo_params: dict[str, Any] = {}
+        for i, (k, req) in enumerate(zip(keys, requests)):
             if k not in found and k not in todo:
                 todo[k] = req
+                todo_params[k] = params[i] if per_row else params
         n_hits = sum(1 for k in keys if k in found)
         self.hits += n_hits
         self.misses += len(todo)
         self.ledger.record_lookup(model=self.label, stage=self.stage, kind=kind, hits=n_hits, misses=len(todo))
         results: dict[str, Any] = {k: decode(v) for k, v in found.items()}
         miss_keys, miss_reqs = list(todo), list(todo.values())
+        miss_params = [todo_params[k] for k in miss_keys]
 
         def store(i: int, res: Any) -> None:
             key = miss_keys[i]
@@ -245,28 +260,30 @@ class CachedModel(LanguageModel):
                 self.ledger.put_failure(key, model=self.label, stage=self.stage, kind=kind, error=error)
 
         if miss_reqs:
+            part = (lambda a, b: miss_params[a:b]) if per_row else (lambda a, b: params)
             if getattr(self.model, "accepts_on_result", False):
-                send(miss_reqs, on_result=store)
+                send(miss_reqs, part(0, len(miss_reqs)), on_result=store)
             else:
                 for start in range(0, len(miss_reqs), self.chunk_size):
-                    out = send(miss_reqs[start : start + self.chunk_size])
+                    out = send(miss_reqs[start : start + self.chunk_size], part(start, start + self.chunk_size))
                     for j, res in enumerate(out):
                         store(start + j, res)
         return [results[k] for k in keys]
 
-    def chat(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Generation]:
+    def chat(self, conversations: Sequence[Conversation],
+             params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
         reqs = [[dict(m) for m in c] for c in conversations]
-        return self._run("chat", reqs, params, lambda r, **kw: self.model.chat(r, params, **kw),
+        return self._run("chat", reqs, params, lambda r, p, **kw: self.model.chat(r, p, **kw),
                          _gen_decode, _gen_encode)
 
-    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
-        return self._run("complete", list(prompts), params, lambda r, **kw: self.model.complete(r, params, **kw),
+    def complete(self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
+        return self._run("complete", list(prompts), params, lambda r, p, **kw: self.model.complete(r, p, **kw),
                          _gen_decode, _gen_encode)
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[ContinuationScore]:
         reqs = [list(r) for r in requests]
         return self._run("loglikelihood", reqs, None,
-                         lambda r, **kw: self.model.loglikelihood([tuple(x) for x in r], **kw),
+                         lambda r, p, **kw: self.model.loglikelihood([tuple(x) for x in r], **kw),
                          lambda d: ContinuationScore(**d), _score_encode)
 
 

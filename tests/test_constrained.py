@@ -107,3 +107,21 @@ def test_processor_masks_each_row_and_releases_finished_rows(smollm_model):
         out = proc(seq, scores.clone())
         assert torch.isfinite(out[1]).all()  # row 1 refused a token: released, never masked again
     assert torch.isfinite(out[0, eos]) and torch.isinf(out[0, brace])  # complete: EOS (and only stops) allowed
+
+
+@pytest.mark.slow
+@needs_xgrammar
+def test_rows_with_their_own_schema_and_stops_share_one_batch(smollm_model):
+    """Per-prompt parameters (accepts_per_prompt_params): a JSON row, a free row and a row with its own stop
+    string in one call give what each gives in its own call; only the JSON row is constrained."""
+    lm = smollm_model
+    assert lm.accepts_per_prompt_params
+    convs = generate_prompts()
+    pair = SamplingParams(temperature=0.0, max_tokens=40, seed=3, json_schema=PAIR_SCHEMA)
+    free = SamplingParams(temperature=0.0, max_tokens=40, seed=3)
+    stop = SamplingParams(temperature=0.0, max_tokens=40, seed=3, stop=("\n",))
+    mixed = lm.chat(convs, [pair, free, stop])
+    alone = [lm.chat([c], p)[0] for c, p in zip(convs, (pair, free, stop))]
+    assert [g.text for g in mixed] == [g.text for g in alone]
+    assert mixed[0].text.startswith(PAIR_START) and not mixed[1].text.startswith(PAIR_START)
+    assert "\n" not in mixed[2].text

@@ -87,6 +87,37 @@ def test_unseeded_sampling_repeats_get_their_own_keys(tmp_path):
     assert inner.seen == ["a", "a"]
 
 
+class PerPromptModel(CountingModel):
+    """Takes one SamplingParams per prompt, and records what each prompt got."""
+
+    accepts_per_prompt_params = True
+
+    def complete(self, prompts, params):
+        plist = params if isinstance(params, list) else [params] * len(prompts)
+        self.seen += [(p, sp.stop) for p, sp in zip(prompts, plist)]
+        return [Generation(text=p[::-1] + "|".join(sp.stop)) for p, sp in zip(prompts, plist)]
+
+
+def test_per_prompt_params_keep_each_request_key(tmp_path):
+    """A request's key is the same whether its params came alone or in a per-prompt list; misses reach the
+    backend with their own params, in order; the wrapper says what its backend accepts."""
+    stop_a = SamplingParams(temperature=0.0, max_tokens=8, stop=("A",))
+    stop_b = SamplingParams(temperature=0.0, max_tokens=8, stop=("B",))
+    keys = request_keys("spec", "complete", [stop_a, stop_b, stop_a], ["x", "y", "z"])
+    assert keys == [request_keys("spec", "complete", stop_a, ["x"])[0],
+                    request_keys("spec", "complete", stop_b, ["y"])[0],
+                    request_keys("spec", "complete", stop_a, ["z"])[0]]
+    with pytest.raises(ValueError, match="2 sampling parameter sets for 3"):
+        request_keys("spec", "complete", [stop_a, stop_b], ["x", "y", "z"])
+    inner = PerPromptModel()
+    m = CachedModel(inner, Ledger(tmp_path), chunk_size=2)
+    assert m.accepts_per_prompt_params and not CachedModel(CountingModel(), Ledger(tmp_path)).accepts_per_prompt_params
+    assert [g.text for g in m.complete(["x"], stop_a)] == ["xA"]
+    out = m.complete(["x", "y", "z"], [stop_a, stop_b, stop_b])
+    assert [g.text for g in out] == ["xA", "yB", "zB"]
+    assert inner.seen == [("x", ("A",)), ("y", ("B",)), ("z", ("B",))]  # "x" with stop A was a hit
+
+
 def test_failures_not_cached_but_counted_and_stats(tmp_path):
     led = Ledger(tmp_path)
     inner = CountingModel()

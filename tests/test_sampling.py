@@ -97,29 +97,47 @@ def test_same_kept_set_on_the_tiny_models_logits(request, fixture, temperature, 
     _same_nucleus(_pre_top_p(scores, temperature, top_k), a, b, top_p)
 
 
+@pytest.mark.parametrize("fixture", ["gemma_model", "smollm_model"])
+def test_greedy_generation_equals_stock_transformers_while_rows_drop_out(request, fixture):
+    """Greedy: the backend's loop (models/generate_loop.py), which drops rows as they stop, writes transformers'
+    ``generate`` tokens; a stop string ends some rows early, so the batch shrinks mid-generation."""
+    lm = request.getfixturevalue(fixture)
+    prompts = ["Der Himmel ist heute", "Eine kurze Geschichte über einen Hund:", "今日はとても", "1, 2, 3,"]
+    got = lm.complete(prompts, SamplingParams(temperature=0.0, max_tokens=24, stop=("\n", ".")))
+    enc = [lm._encode(p) for p in prompts]
+    ids, mask = lm._left_pad(enc)
+    with torch.inference_mode():
+        seqs = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, pad_token_id=lm.pad_id,
+                                 eos_token_id=lm.eos_ids or None, do_sample=False, temperature=None, top_p=None,
+                                 top_k=None)
+    want = [lm._finish(row, 0, 24, ("\n", ".")).text for row in seqs[:, ids.shape[1]:].tolist()]
+    assert [g.text for g in got] == want
+    lengths = [g.completion_tokens for g in got]
+    assert min(lengths) < 24 and len(set(lengths)) > 1  # rows did stop at different steps
+
+
 @pytest.mark.parametrize("fixture,params", [
     ("gemma_model", dict(temperature=1.0, top_p=0.95, top_k=64)),
     ("smollm_model", dict(temperature=0.8, top_p=0.9)),
 ])
-def test_sampled_generation_equals_stock_transformers(request, fixture, params):
-    """Same seed, same prompts: the backend's generation is token-for-token transformers' stock sampling."""
+def test_sampled_rows_do_not_depend_on_their_batch(request, fixture, params):
+    """One random stream per row (seed, row index): a row's sample is the same in a batch of 3, alone, and
+    with rows dropping out around it; and the same seed gives the same text again."""
     lm = request.getfixturevalue(fixture)
     prompts = ["Der Himmel ist heute", "Eine kurze Geschichte über einen Hund:", "今日はとても"]
-    got = lm.complete(prompts, SamplingParams(max_tokens=24, seed=11, **params))
-    enc = [lm._encode(p) for p in prompts]
-    (order,) = length_batches([len(e) for e in enc], lm.batch_size)  # the backend's batch (longest first)
-    ids, mask = lm._left_pad([enc[i] for i in order])
-    torch.manual_seed(11)  # the backend seeds each length batch with seed + batch index; one batch here
-    with torch.inference_mode():
-        seqs = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, pad_token_id=lm.pad_id,
-                                 eos_token_id=lm.eos_ids or None, do_sample=True,
-                                 temperature=params["temperature"], top_p=params["top_p"],
-                                 top_k=params.get("top_k") or 0)
-    want = [""] * len(prompts)
-    for row, i in zip(seqs[:, ids.shape[1]:].tolist(), order):
-        want[i] = lm._finish(row, len(enc[i]), 24, ()).text
-    assert [g.text for g in got] == want
-    assert len({g.text for g in got}) == 3
+    sp = SamplingParams(max_tokens=24, seed=11, stop=(".",), **params)
+    batch = lm.complete(prompts, sp)
+    old = lm.batch_size
+    try:
+        lm.batch_size = 1
+        alone = lm.complete(prompts, sp)
+    finally:
+        lm.batch_size = old
+    assert [g.text for g in batch] == [g.text for g in alone]
+    assert [g.text for g in lm.complete(prompts, sp)] == [g.text for g in batch]
+    assert len({g.text for g in batch}) == 3
+    other = lm.complete(prompts, SamplingParams(max_tokens=24, seed=12, stop=(".",), **params))
+    assert [g.text for g in other] != [g.text for g in batch]
 
 
 def test_neutral_kwargs_switch_transformers_warpers_off():

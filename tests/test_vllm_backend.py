@@ -108,6 +108,17 @@ def test_completion_greedy_text_identical_and_stops(v_gemma, gemma_model):
     assert v_gemma.count_tokens(prompts) == gemma_model.count_tokens(prompts)
 
 
+def test_per_prompt_params_in_one_call_equal_the_transformers_backend(v_gemma, gemma_model):
+    """accepts_per_prompt_params: rows with their own stop strings in one vLLM generate call, greedy, write
+    what the transformers backend writes for each (synthesis merges Gemma's Translate rows this way)."""
+    assert v_gemma.accepts_per_prompt_params and gemma_model.accepts_per_prompt_params
+    prompts = ["Once upon a time", "Die Hauptstadt von Deutschland ist", "1, 2, 3,"]
+    plist = [SamplingParams(temperature=0.0, max_tokens=24, stop=s) for s in ((",",), (".",), ("\n",))]
+    got, ref = v_gemma.complete(prompts, plist), gemma_model.complete(prompts, plist)
+    assert [g.text for g in got] == [r.text for r in ref]
+    assert "," not in got[0].text and "." not in got[1].text
+
+
 def test_guided_json(v_smollm):
     schema = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
                                                "colour": {"type": "string", "enum": ["red", "blue"]}},

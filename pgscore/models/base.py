@@ -123,10 +123,15 @@ class LanguageModel(ABC):
     Streaming: a backend whose results arrive one by one (servers, Ray, batch APIs) sets
     ``accepts_on_result = True`` and calls ``on_result(i, result)`` as each one arrives, so the run ledger
     commits it at once; other backends leave it False and are never passed ``on_result``.
+
+    Per-prompt parameters: a backend that can batch prompts with different stop strings, JSON schemas or
+    seeds sets ``accepts_per_prompt_params = True``; its ``chat``/``complete`` then also take a list with one
+    :class:`SamplingParams` per prompt (callers check the flag; others only ever get one set per call).
     """
 
     spec: ModelSpec
     accepts_on_result: bool = False
+    accepts_per_prompt_params: bool = False
 
     @property
     def name(self) -> str:

@@ -95,21 +95,47 @@ class JsonConstraint:
         return LogitsProcessorList([_GrammarProcessor(self.xgr, self.grammar, self.vocab_size)])
 
 
+def row_grammars(constraints: Sequence["JsonConstraint | None"]) -> "_GrammarProcessor | None":
+    """One processor for a batch whose rows have their own schema or none (None: the row is free); None
+    when no row is constrained. Rows are in the batch's order; see :meth:`_GrammarProcessor.select`."""
+    first = next((c for c in constraints if c is not None), None)
+    if first is None:
+        return None
+    return _GrammarProcessor(first.xgr, [c.grammar if c is not None else None for c in constraints],
+                             first.vocab_size)
+
+
 class _GrammarProcessor:
-    """One matcher per row; used for a single ``generate()`` call (it keeps the rows' grammar state)."""
+    """One matcher per row; used for a single generation (it keeps the rows' grammar state).
+
+    ``grammar``: one grammar for every row, or a list with one per row (None: that row is unconstrained).
+    :meth:`select` keeps only some rows, for a decoding loop that drops finished rows from the batch."""
 
     def __init__(self, xgr: Any, grammar: Any, vocab_size: int):
-        self.xgr, self.grammar, self.vocab_size = xgr, grammar, vocab_size
+        self.xgr, self.vocab_size = xgr, vocab_size
+        self.grammars: list[Any] | None = list(grammar) if isinstance(grammar, (list, tuple)) else None
+        self.grammar = None if self.grammars is not None else grammar
         self.matchers: list[Any] | None = None
         self.live: list[bool] = []
         self.bitmask = None
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep the matchers of ``rows`` (indices into the current batch), in that order."""
+        if self.matchers is not None:
+            self.matchers = [self.matchers[i] for i in rows]
+            self.live = [self.live[i] for i in rows]
+        elif self.grammars is not None:
+            self.grammars = [self.grammars[i] for i in rows]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         xgr = self.xgr
         if self.matchers is None:  # first step: nothing generated yet
             n = input_ids.shape[0]
-            self.matchers = [xgr.GrammarMatcher(self.grammar) for _ in range(n)]
-            self.live = [True] * n
+            grammars = self.grammars if self.grammars is not None else [self.grammar] * n
+            if len(grammars) != n:
+                raise ValueError(f"{len(grammars)} row grammars for a batch of {n}")
+            self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
+            self.live = [m is not None for m in self.matchers]
             self.bitmask = xgr.allocate_token_bitmask(n, self.vocab_size)
         else:
             last = input_ids[:, -1].tolist()
@@ -120,10 +146,11 @@ class _GrammarProcessor:
                     self.live[i] = False
         rows = [i for i, m in enumerate(self.matchers) if self.live[i] and m.fill_next_token_bitmask(self.bitmask, i)]
         if rows:
+            bitmask = self.bitmask[: scores.shape[0]]  # the loop may have dropped rows since allocation
             if scores.device.type == "cpu":
-                xgr.apply_token_bitmask_inplace(scores, self.bitmask, vocab_size=self.vocab_size, indices=rows)
+                xgr.apply_token_bitmask_inplace(scores, bitmask, vocab_size=self.vocab_size, indices=rows)
             else:  # torch kernel: the triton one is not installed with pgscore
-                xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device), vocab_size=self.vocab_size,
+                xgr.apply_token_bitmask_inplace(scores, bitmask.to(scores.device), vocab_size=self.vocab_size,
                                                 indices=rows, backend="torch_native")
         return scores
 

@@ -203,51 +203,70 @@ class TransformersLM(LanguageModel):
     def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
         return self._generate([self._encode(p) for p in prompts], params, ())
 
+    #: complete()/chat() take one SamplingParams per prompt too (rows with different stop strings or schemas
+    #: share a batch); see LanguageModel.accepts_per_prompt_params
+    accepts_per_prompt_params = True
+
     def _generate(
-        self, prompts: list[list[int]], params: SamplingParams, extra_stops: Sequence[str]
+        self, prompts: list[list[int]], params: SamplingParams | Sequence[SamplingParams], extra_stops: Sequence[str]
     ) -> list[Generation]:
-        stops = tuple(params.stop) + tuple(extra_stops)
-        room = max(self.max_length - params.max_tokens, 1)
-        prompts = [left_truncate(p, len(p), room, keep_first=bool(p) and p[0] == self.bos_id)[0] for p in prompts]
+        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise PgScoreError(f"{len(plist)} sampling parameter sets for {len(prompts)} prompts")
         out: list[Generation | None] = [None] * len(prompts)
-        batches = length_batches([len(p) for p in prompts], self.batch_size)
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_tokens,
-            "pad_token_id": self.pad_id,
-            "eos_token_id": self.eos_ids or None,
-        }
-        from transformers import LogitsProcessorList
-
-        from pgscore.models.sampling import neutral_sampling_kwargs, sampling_processors
-
-        warpers: list[Any] = []
-        if params.temperature == 0:
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:  # transformers' warpers, with its nucleus found without a full-vocabulary sort (models/sampling.py)
-            gen_kwargs.update(neutral_sampling_kwargs())
-            warpers = sampling_processors(params.temperature, params.top_k, params.top_p)
-        if stops:
-            gen_kwargs.update(stop_strings=list(stops), tokenizer=self.tokenizer)
-        constraint = None  # json_schema: grammar-constrained decoding (xgrammar), unconstrained without it
-        if params.json_schema is not None:
-            from pgscore.models.constrained import json_constraint, output_vocab_size
-
-            constraint = json_constraint(self.tokenizer, output_vocab_size(self.model), self.eos_ids,
-                                         params.json_schema)
-        with tqdm(total=len(prompts), desc="generate", unit="ex", disable=len(batches) < 2, leave=False) as bar:
-            for b, idx in enumerate(batches):
-                if params.seed is not None:
-                    torch.manual_seed(params.seed + b)
-                ids, mask = self._left_pad([prompts[i] for i in idx])
-                with torch.inference_mode():
-                    procs = [*(constraint.processors() if constraint else ()), *warpers]  # grammar first
-                    extra = {"logits_processor": LogitsProcessorList(procs)} if procs else {}
-                    seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs, **extra)
-                new = seqs[:, ids.shape[1] :].tolist()
-                for row, i in enumerate(idx):
-                    out[i] = self._finish(new[row], len(prompts[i]), params.max_tokens, stops)
-                bar.update(len(idx))
+        # rows share a batch when they share the sampling and the length budget; stop strings, JSON schemas
+        # and seeds are per row (models/generate_loop.py)
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(plist):
+            groups.setdefault((p.temperature, p.top_p, p.top_k, p.max_tokens), []).append(i)
+        with tqdm(total=len(prompts), desc="generate", unit="ex", disable=len(prompts) <= self.batch_size,
+                  leave=False) as bar:
+            for idx in groups.values():
+                for i, gen in zip(idx, self._generate_group([prompts[i] for i in idx], [plist[i] for i in idx],
+                                                            idx, extra_stops, bar)):
+                    out[i] = gen
         return out  # type: ignore[return-value]
+
+    def _generate_group(self, prompts: list[list[int]], plist: list[SamplingParams], index: list[int],
+                        extra_stops: Sequence[str], bar: Any) -> list[Generation]:
+        from pgscore.models.generate_loop import RowSpec, decode
+        from pgscore.models.sampling import sampling_processors
+
+        first = plist[0]
+        room = max(self.max_length - first.max_tokens, 1)
+        prompts = [left_truncate(p, len(p), room, keep_first=bool(p) and p[0] == self.bos_id)[0] for p in prompts]
+        stops = [tuple(p.stop) + tuple(extra_stops) for p in plist]
+        greedy = first.temperature == 0
+        warpers = [] if greedy else sampling_processors(first.temperature, first.top_k, first.top_p)
+        constraints = self._constraints(plist)
+        out: list[Generation | None] = [None] * len(prompts)
+        for idx in length_batches([len(p) for p in prompts], self.batch_size):
+            rows = [RowSpec(prompts[i], stops[i], plist[i].seed, index[i]) for i in idx]
+            procs = list(warpers)
+            if constraints is not None:
+                from pgscore.models.constrained import row_grammars
+
+                grammar = row_grammars([constraints[i] for i in idx])
+                if grammar is not None:
+                    procs.insert(0, grammar)  # the grammar masks before temperature/top-k/top-p
+            new = decode(self.model, self.tokenizer, rows, max_new_tokens=first.max_tokens, eos_ids=self.eos_ids,
+                         pad_id=self.pad_id, greedy=greedy, processors=procs,
+                         cache_kwarg=self._cache_kwarg(self.model), device=self.device)
+            for row, i in enumerate(idx):
+                out[i] = self._finish(new[row], len(prompts[i]), first.max_tokens, stops[i])
+            bar.update(len(idx))
+        return out  # type: ignore[return-value]
+
+    def _constraints(self, plist: Sequence[SamplingParams]) -> list[Any] | None:
+        """Each row's compiled JSON schema (None: unconstrained; all None without xgrammar), or None when no
+        row asks for one."""
+        if all(p.json_schema is None for p in plist):
+            return None
+        from pgscore.models.constrained import json_constraint, output_vocab_size
+
+        vocab = output_vocab_size(self.model)
+        return [json_constraint(self.tokenizer, vocab, self.eos_ids, p.json_schema) if p.json_schema is not None
+                else None for p in plist]
 
     def _finish(self, new_ids: list[int], n_prompt: int, max_tokens: int, stops: Sequence[str]) -> Generation:
         eos = set(self.eos_ids)

@@ -285,20 +285,30 @@ class VLLMModel(LanguageModel):
             kw.update(_structured(params.json_schema))
         return self._vllm.SamplingParams(**kw)
 
-    def _generate(self, prompts: list[list[int]], params: SamplingParams,
+    #: chat()/complete() take one SamplingParams per prompt too (vLLM batches them in one generate call)
+    accepts_per_prompt_params = True
+
+    def _generate(self, prompts: list[list[int]], params: SamplingParams | Sequence[SamplingParams],
                   extra_stops: Sequence[str] = ()) -> list[Generation]:
         from pgscore.models.sequences import left_truncate
 
         if not prompts:
             return []
-        room = max(self.max_len - params.max_tokens, 1)
-        prompts = [left_truncate(p, len(p), room, keep_first=bool(p) and p[0] == self.bos_id)[0] for p in prompts]
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self._sp(params, extra_stops),
-                                    use_tqdm=len(prompts) > 8)
+        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise PgScoreError(f"{len(plist)} sampling parameter sets for {len(prompts)} prompts")
+        prompts = [left_truncate(p, len(p), max(self.max_len - sp.max_tokens, 1),
+                                 keep_first=bool(p) and p[0] == self.bos_id)[0] for p, sp in zip(prompts, plist)]
+        made: dict[int, Any] = {}  # one vLLM SamplingParams per distinct set
+        for sp in plist:
+            if id(sp) not in made:
+                made[id(sp)] = self._sp(sp, extra_stops)
+        vparams: Any = made[id(plist[0])] if len(made) == 1 else [made[id(sp)] for sp in plist]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], vparams, use_tqdm=len(prompts) > 8)
         gens = []
-        stops = tuple(params.stop) + tuple(extra_stops)
-        for p, o in zip(prompts, outputs):
+        for p, sp, o in zip(prompts, plist, outputs):
             c = o.outputs[0]
+            stops = tuple(sp.stop) + tuple(extra_stops)
             gens.append(Generation(text=self._decode(c.token_ids, stops), prompt_tokens=len(p),
                                    completion_tokens=len(c.token_ids), finish_reason=c.finish_reason))
         return gens

@@ -324,31 +324,43 @@ def _run_chunk(model: LanguageModel, chunk: pd.DataFrame, rendering: str, params
                cfg: SynthesisConfig, lookup: dict[str, dict], pool: dict[str, str], chunk_seed: int,
                templates: TemplateSet | None = None) -> list[dict]:
     records: dict[str, dict] = {}
-    groups: dict[tuple, list[tuple[Any, Rendered]]] = {}
+    groups: dict[tuple, list[tuple[Any, Rendered, SamplingParams]]] = {}
     templates = templates or load_templates(cfg.templates)
+    per_prompt = bool(getattr(model, "accepts_per_prompt_params", False))
+    made: dict[tuple, SamplingParams] = {}
+
+    def row_params(stop: tuple[str, ...], schema: bool) -> SamplingParams:
+        """The call's parameters for a row with this stop list and schema (one object per combination)."""
+        if (stop, schema) not in made:
+            update: dict[str, Any] = {"seed": chunk_seed, "stop": stop}
+            if schema:
+                update["json_schema"] = PAIR_SCHEMA
+            made[(stop, schema)] = SamplingParams.model_validate({**params.model_dump(), **update})
+        return made[(stop, schema)]
+
     for row in chunk.itertuples(index=False):
         r = _render_row(row, rendering, lookup, pool, cfg, templates)
         if isinstance(r, str):
             records[row.id] = _record(row, rendering, params, None, None, r, lookup, cfg.reject_copies)
         else:
-            # one call per rendering and stop list (and schema): methods share calls where they can
+            # one call per rendering where the backend takes per-prompt parameters (rows keep their own stop
+            # strings and schema in one batch); otherwise one per rendering, stop list and schema
             schema = cfg.structured_output and r.parse == "json"
-            groups.setdefault((r.rendering, r.stop, schema), []).append((row, r))
-    for (kind, stop, schema), items in groups.items():
-        update: dict[str, Any] = {"seed": chunk_seed, "stop": tuple(stop)}
-        if schema:
-            update["json_schema"] = PAIR_SCHEMA
-        call_params = SamplingParams.model_validate({**params.model_dump(), **update})
+            key = (r.rendering,) if per_prompt else (r.rendering, r.stop, schema)
+            groups.setdefault(key, []).append((row, r, row_params(tuple(r.stop), schema)))
+    for key, items in groups.items():
+        kind = key[0]
+        call_params: Any = [p for _, _, p in items] if per_prompt else items[0][2]
         try:
             if kind == "chat":
-                gens = model.chat([r.messages for _, r in items], call_params)
+                gens = model.chat([r.messages for _, r, _ in items], call_params)
             else:
-                gens = model.complete([r.text for _, r in items], call_params)
+                gens = model.complete([r.text for _, r, _ in items], call_params)
             if len(gens) != len(items):
                 raise RuntimeError(f"backend returned {len(gens)} generations for {len(items)} inputs")
         except Exception as exc:  # noqa: BLE001 - a failed call becomes failure records, retried on re-run
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             gens = [Generation(text="", error=f"{type(exc).__name__}: {first}") for _ in items]
-        for (row, r), gen in zip(items, gens):
-            records[row.id] = _record(row, rendering, call_params, r, gen, None, lookup, cfg.reject_copies)
+        for (row, r, row_p), gen in zip(items, gens):
+            records[row.id] = _record(row, rendering, row_p, r, gen, None, lookup, cfg.reject_copies)
     return [records[i] for i in chunk["id"] if i in records]

@@ -31,6 +31,7 @@ from pgscore.models.base import (
     LanguageModel,
     SamplingParams,
     content_hash,
+    params_per_prompt,
 )
 
 LEDGER_NAME = "ledger.sqlite"
@@ -162,9 +163,7 @@ def request_keys(spec_key: str, kind: str, params: SamplingParams | Sequence[Sam
                  requests: Sequence[Any]) -> list[str]:
     """Ledger keys for a batch (see the module docstring for how repeats are keyed). ``params``: one set for
     the batch, or one per request (a request's key is the same either way)."""
-    plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(requests)
-    if len(plist) != len(requests):
-        raise ValueError(f"{len(plist)} sampling parameter sets for {len(requests)} requests")
+    plist = params_per_prompt(params, len(requests))
     seen: Counter[str] = Counter()
     keys = []
     dumped: dict[int, Any] = {}

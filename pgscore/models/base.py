@@ -170,6 +170,15 @@ class LanguageModel(ABC):
         """Release resources (GPU memory, HTTP sessions)."""
 
 
+def params_per_prompt(params: "SamplingParams | Sequence[SamplingParams] | None", n: int) -> list:
+    """One parameter set per prompt: ``params`` repeated, or the list given (one per prompt; see
+    ``LanguageModel.accepts_per_prompt_params``). A list of another length is a caller's bug: ValueError."""
+    plist = list(params) if isinstance(params, (list, tuple)) else [params] * n
+    if len(plist) != n:
+        raise ValueError(f"{len(plist)} sampling parameter sets for {n} prompts")
+    return plist
+
+
 def content_hash(*parts: Any) -> str:
     """sha256 over JSON-encoded parts: the key of a model call in the run ledger."""
     h = hashlib.sha256()

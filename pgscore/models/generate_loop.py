@@ -80,7 +80,8 @@ def prefill_buckets(lengths: Sequence[int]) -> list[list[int]]:
     return buckets
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], width: int, pad_id: int, device: Any):
+def left_pad(prompts: Sequence[Sequence[int]], width: int, pad_id: int, device: Any):
+    """(ids, attention mask) of ``prompts`` left padded to ``width`` with ``pad_id``, on ``device``."""
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
@@ -132,14 +133,14 @@ def prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, cache_kwa
 
     lengths = [len(p) for p in prompts]
     width = max(lengths)
-    full_mask = _left_pad(prompts, width, pad_id, device)[1]
+    full_mask = left_pad(prompts, width, pad_id, device)[1]
     buckets = prefill_buckets(lengths)
     if any(b != list(range(b[0], b[0] + len(b))) for b in buckets):
         raise ValueError("prefill expects its rows longest first")
 
     def run(idx: list[int]):
         w = max(lengths[i] for i in idx)
-        ids, mask = _left_pad([prompts[i] for i in idx], w, pad_id, device)
+        ids, mask = left_pad([prompts[i] for i in idx], w, pad_id, device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
@@ -173,7 +174,7 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[RowSpec], *, max_new_token
     active = list(range(n))  # batch position -> row
     with torch.inference_mode():
         logits, cache, mask = prefill(model, [r.prompt for r in rows], pad_id, cache_kwarg, device)
-        seq = _left_pad([r.prompt for r in rows], mask.shape[1], pad_id, device)[0]  # what processors see
+        seq = left_pad([r.prompt for r in rows], mask.shape[1], pad_id, device)[0]  # what processors see
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
         for step in range(max_new_tokens):
             scores = logits.float()

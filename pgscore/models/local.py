@@ -28,6 +28,7 @@ from pgscore.models.base import (
     LanguageModel,
     ModelSpec,
     SamplingParams,
+    params_per_prompt,
 )
 # Seams of this backend, re-exported here (their old home): where weights come from (no torch), token
 # sequence arithmetic and plain-chat rendering (shared with vLLM).
@@ -176,14 +177,9 @@ class TransformersLM(LanguageModel):
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            if s:
-                ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-                mask[i, width - len(s) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+        from pgscore.models.generate_loop import left_pad
+
+        return left_pad(seqs, max(len(q) for q in seqs), self.pad_id, self.device)
 
     # -- generation
 
@@ -210,9 +206,7 @@ class TransformersLM(LanguageModel):
     def _generate(
         self, prompts: list[list[int]], params: SamplingParams | Sequence[SamplingParams], extra_stops: Sequence[str]
     ) -> list[Generation]:
-        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
-        if len(plist) != len(prompts):
-            raise PgScoreError(f"{len(plist)} sampling parameter sets for {len(prompts)} prompts")
+        plist = params_per_prompt(params, len(prompts))
         out: list[Generation | None] = [None] * len(prompts)
         # rows share a batch when they share the sampling and the length budget; stop strings, JSON schemas
         # and seeds are per row (models/generate_loop.py)

@@ -294,9 +294,9 @@ class VLLMModel(LanguageModel):
 
         if not prompts:
             return []
-        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
-        if len(plist) != len(prompts):
-            raise PgScoreError(f"{len(plist)} sampling parameter sets for {len(prompts)} prompts")
+        from pgscore.models.base import params_per_prompt
+
+        plist = params_per_prompt(params, len(prompts))
         prompts = [left_truncate(p, len(p), max(self.max_len - sp.max_tokens, 1),
                                  keep_first=bool(p) and p[0] == self.bos_id)[0] for p, sp in zip(prompts, plist)]
         made: dict[int, Any] = {}  # one vLLM SamplingParams per distinct set

@@ -7,8 +7,15 @@ Tests that use them should be marked ``@pytest.mark.slow`` (they still run by de
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# The suite's exactness checks (greedy text equal to transformers' generate, vLLM equal to transformers to
+# 1e-4, merged caches equal to one prefill) compare float32 with float32: pin ``dtype: auto`` to float32 on
+# CPUs where it would pick bfloat16 (pgscore.models.precision). tests/test_precision.py and
+# tests/test_quickstart.py clear it to test the real default.
+os.environ.setdefault("PGSCORE_CPU_DTYPE", "float32")
 
 
 def _load_tiny(name: str, package: str):

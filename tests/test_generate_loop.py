@@ -7,7 +7,45 @@ import pytest
 import torch
 
 from pgscore.models.base import SamplingParams
-from pgscore.models.generate_loop import prefill, prefill_buckets, row_generator
+from pgscore.models.generate_loop import SAMPLE_BLOCK, prefill, prefill_buckets, row_generator, sample_rows
+
+
+@pytest.mark.parametrize("vocab", [6, 3 * SAMPLE_BLOCK])  # one level, and two levels (blocks of the vocabulary)
+def test_sample_rows_draws_each_token_with_its_probability_and_never_a_masked_one(vocab):
+    """The inverse-CDF sampler against the distribution it samples: a chi-square test on 30,000 draws
+    (scipy), and no draw of a token whose probability is 0 (masked by top-k/top-p or a grammar)."""
+    from scipy.stats import chisquare
+
+    g = torch.Generator().manual_seed(5)
+    probs = torch.rand(1, vocab, generator=g)
+    probs[0, ::3] = 0  # masked tokens
+    if vocab > 6:
+        probs[0, SAMPLE_BLOCK: 2 * SAMPLE_BLOCK] = 0  # a whole masked block
+        probs[0, 7] = 50.0  # one token holding much of the mass
+    probs /= probs.sum()
+    n = 30_000
+    rows = probs.repeat(n, 1)
+    draws = sample_rows(rows, [row_generator(11, i) for i in range(n)])
+    counts = torch.bincount(draws, minlength=vocab).double()
+    assert counts[probs[0] == 0].sum() == 0
+    keep = probs[0] > 0
+    expected = probs[0][keep].double() * n
+    big = expected >= 5  # chi-square needs expected counts of 5 or more; pool the rest
+    obs, exp = counts[keep][big], expected[big]
+    if bool((~big).any()):
+        obs, exp = torch.cat([obs, counts[keep][~big].sum()[None]]), torch.cat([exp, expected[~big].sum()[None]])
+    obs, exp = obs.numpy(), (exp * n / exp.sum()).numpy()
+    assert chisquare(obs, exp).pvalue > 1e-3
+
+
+def test_sample_rows_uses_each_rows_own_stream():
+    """Row b's draw depends on its generator only, not on which other rows share the batch."""
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 2 * SAMPLE_BLOCK, generator=g) * 4, dim=-1)
+    alone = [int(sample_rows(probs[i:i + 1], [row_generator(3, i)])[0]) for i in range(6)]
+    together = sample_rows(probs, [row_generator(3, i) for i in range(6)]).tolist()
+    assert together == alone
+    assert sample_rows(probs[[4, 1]], [row_generator(3, 4), row_generator(3, 1)]).tolist() == [alone[4], alone[1]]
 
 
 def test_prefill_buckets_cut_where_padding_would_cost_a_quarter():

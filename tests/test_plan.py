@@ -277,7 +277,8 @@ def test_parse_rate_priors_hold_only_for_the_settings_they_were_measured_with():
 
     entries = load_table("parse_rates").get("entries", [])
     quick = {"structured_output": True, "max_tokens": 80, "templates": "paper"}
-    assert prior_parse_rate(entries, "tiny:gemma3-270m", "translate", quick) == (0.5, "quickstart 2026-12-01: 4/8")
+    assert prior_parse_rate(entries, "tiny:gemma3-270m", "translate", quick) == (
+        0.375, "quickstart 2026-12-01, bfloat16 on a native-bf16 CPU: 3/8")
     assert prior_parse_rate(entries, "tiny:gemma3-270m", "respond", quick)[0] == 1.0
     # other decoding, other templates, unconstrained JSON or another model: the upper bound
     for other in ({**quick, "max_tokens": 256}, {**quick, "structured_output": False}, {**quick, "templates": "legacy"}):

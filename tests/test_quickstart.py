@@ -12,6 +12,7 @@ Checks what issues 14 and 16 ask of it:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,9 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PGSCORE_CPU_DTYPE"}  # the README's run: dtype auto
     return subprocess.run([sys.executable, "-m", "pgscore", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +90,13 @@ def test_every_teacher_and_language_has_a_finite_pg_score_with_an_interval(quick
         assert rows[col].notna().all() and (rows[col].abs() < float("inf")).all(), rows[[col]]
     assert (rows["pg_score_low"] <= rows["pg_score"]).all() and (rows["pg_score"] <= rows["pg_score_high"]).all()
     assert "leaderboard" in quickstart["stdout"].lower()
-    # students learn from the synthetic rows, not from two of them
+    # students learn from the synthetic rows, not from two of them, in the precision dtype auto picks here
+    from pgscore.models.precision import cpu_has_native_bf16
+
+    precision = "bf16 autocast (CPU)" if cpu_has_native_bf16() else "float32"
     for card in (out / "students").glob("*/pgscore_student.json"):
         info = json.loads(card.read_text())
+        assert info["hyperparameters"]["precision"] == precision, (card.parent.name, info["hyperparameters"])
         if info["teacher"] in ("gemma3-270m", "smollm2-135m"):
             assert info["n_examples"] >= 6, (card.parent.name, info["n_examples"])
 

@@ -13,6 +13,7 @@ GGUF files are dequantised to torch by transformers, which is slow the first tim
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Sequence
 
@@ -49,22 +50,24 @@ PREFIX_CACHE_MIN_TOKENS = 64  # shortest shared prefix worth encoding once and r
 
 
 def _dtype(spec: ModelSpec, device: str) -> torch.dtype:
-    if spec.dtype in (None, "auto"):
-        return torch.float32 if device == "cpu" else torch.bfloat16
+    """The spec's dtype; unset/``auto``: bfloat16 on GPUs and on CPUs with native bfloat16, else float32
+    (``pgscore.models.precision``)."""
+    from pgscore.models.precision import dtype_name
+
+    name = dtype_name(spec, device)
     try:
-        dt = getattr(torch, spec.dtype)
+        dt = getattr(torch, name)
     except AttributeError:
         dt = None
     if not isinstance(dt, torch.dtype):
-        raise PgScoreError(f"unknown dtype {spec.dtype!r} for {spec.short()}; use float32, bfloat16 or float16")
+        raise PgScoreError(f"unknown dtype {name!r} for {spec.short()}; use float32, bfloat16 or float16")
     return dt
 
 
 def _device(spec: ModelSpec) -> str:
-    dev = spec.options.get("device")
-    if dev:
-        return str(dev)
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from pgscore.models.precision import spec_device
+
+    return spec_device(spec)
 
 
 def _quiet_transformers() -> None:
@@ -74,9 +77,25 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+_TOKENIZERS: dict[tuple[str, bool], Any] = {}
+
+
+def load_tokenizer(source: str, local_only: bool) -> Any:
+    """``AutoTokenizer.from_pretrained``, once per (source, local_only) in a process. Gemma 3's 262k-token
+    tokenizer.json takes ~4 s to parse on 2 cores, and the quickstart loads the base's tokenizer for every
+    student, the reference and the scoring models (7 times). Callers share the object: they may set a
+    missing pad token (to EOS, the same value every time) but nothing else."""
+    key = (str(source), bool(local_only))
+    if key not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    return _TOKENIZERS[key]
+
+
 def load_transformers(spec: ModelSpec) -> "TransformersLM":
     """Build a :class:`TransformersLM` from a ``hf`` or ``tiny`` spec."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
     threads = spec.options.get("threads") or os.environ.get("PGSCORE_TORCH_THREADS")
@@ -90,7 +109,7 @@ def load_transformers(spec: ModelSpec) -> "TransformersLM":
     local_only = True
     try:
         source, local_only, extra = resolve_source(spec)
-        tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tok = load_tokenizer(source, local_only)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
     except (OSError, ValueError) as exc:
         where = "local folder" if local_only else "Hugging Face hub (is the hub reachable? set HF_HUB_OFFLINE=0)"
@@ -125,10 +144,11 @@ class TransformersLM(LanguageModel):
     def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec, is_base: bool = False,
                  prefix_cache: bool | None = None):
         self.model = model.eval()
-        self.tokenizer = tokenizer
         self.spec = spec
-        if spec.chat_template:
+        if spec.chat_template:  # on a copy: the loaded tokenizer is shared (load_tokenizer)
+            tokenizer = copy.copy(tokenizer)
             tokenizer.chat_template = spec.chat_template
+        self.tokenizer = tokenizer
         self._has_template = bool(getattr(tokenizer, "chat_template", None)) and not (
             is_base and not spec.chat_template
         )

@@ -54,12 +54,24 @@ def evaluate_in_memory(ctx: "StageContext", languages: list[str]):
         from pgscore.stages.context import local_model_identity
 
         spec = ModelSpec.parse(f"hf:{folder}")  # exactly what evaluate_students names it
+        model = cast_for_inference(model, spec)  # the dtype loading the folder would give (bf16 on bf16 CPUs)
         lm = CachedModel(TransformersLM(model, tokenizer, spec), ctx.ledger, stage=STAGE,
                          identity=local_model_identity(spec))
         evaluate(lm, ctx.exp.evaluation.benchmarks, languages, **evaluate_kwargs(ctx.exp.evaluation,
                                                                                   ctx.results.eval_dir))
 
     return hook
+
+
+def cast_for_inference(model, spec):
+    """The trained model (float32 master weights) in the dtype ``spec`` resolves to, as ``load_model`` would
+    load the saved folder: a student scores the same in memory and from disk."""
+    import torch
+
+    from pgscore.models.precision import dtype_name
+
+    want = getattr(torch, dtype_name(spec, str(model.device).split(":")[0]))
+    return model.to(want) if model.dtype != want else model
 
 
 def train_students(ctx: "StageContext", base, teachers: list[str], ok: pd.DataFrame, notes: list[str],

@@ -43,6 +43,13 @@ def world_size() -> int:
         raise PgScoreError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} is not a number") from None
 
 
+def base_dtype(spec: ModelSpec) -> str:
+    """The dtype the base runs in where pgscore loads it (``auto`` resolved, pgscore.models.precision)."""
+    from pgscore.models.precision import dtype_name
+
+    return dtype_name(spec)
+
+
 def resolve_base(spec: ModelSpec) -> tuple[str, bool, bool]:
     """(from_pretrained source, local files only, is a base model without chat template) for a spec.
 
@@ -123,16 +130,21 @@ def train_student(
 
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig
 
-    tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    from pgscore.models.local import load_tokenizer
+
+    tok = load_tokenizer(source, local_only)  # parsed once per process (the base's, for every student)
     chat = (bool(getattr(tok, "chat_template", None)) and not is_base and spec.chat_template != "plain"
             and not raw_prompts)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
+    # a CPU base that runs in bfloat16 (native bf16 CPUs, pgscore.models.precision) trains with bf16
+    # autocast: float32 master weights and optimizer state, bf16 matmuls (a step is ~1.7x faster)
+    cpu_bf16 = not cuda and not cfg.qlora and base_dtype(spec) == "bfloat16"
     load_kw: dict[str, Any] = {"local_files_only": local_only,
                                "dtype": torch.bfloat16 if bf16 else torch.float32}
     if cfg.qlora:
@@ -163,7 +175,7 @@ def train_student(
         max_steps=cfg.max_steps if cfg.max_steps else -1,
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_scheduler,
-        optim="adamw_torch",
+        optim="adamw_torch_fused",  # torch's fused AdamW (CPU too): 0.06 s a step vs 0.16 s on 94M parameters
         max_length=cfg.max_length,
         completion_only_loss=True,
         seed=cfg.seed,
@@ -173,7 +185,7 @@ def train_student(
         save_steps=cfg.save_steps,
         save_total_limit=2,
         report_to=[],
-        bf16=bf16,
+        bf16=bf16 or cpu_bf16,
         use_cpu=not cuda,
         activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
@@ -208,7 +220,8 @@ def train_student(
     shutil.rmtree(tmp, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     hp = cfg.model_dump()
-    hp.update({"gradient_accumulation_steps": accum, "world_size": world, "bf16": bf16,
+    hp.update({"gradient_accumulation_steps": accum, "world_size": world, "bf16": bf16 or cpu_bf16,
+               "precision": "bf16" if bf16 else "bf16 autocast (CPU)" if cpu_bf16 else "float32",
                "selective_logits_used": bool(getattr(trainer, "selective_logits_used", False)),
                "selective_logits_fallback": getattr(trainer, "selective_logits_fallback", None)})
     info = {
@@ -240,15 +253,21 @@ def unhashed_in_memory_datasets():
     import datasets.arrow_dataset as ad
     import datasets.fingerprint as fp
 
+    import datasets.utils.logging as ds_logging
+
     modules = [m for m in (fp, ad) if hasattr(m, "update_fingerprint")]  # arrow_dataset imports it by name
     stock = [m.update_fingerprint for m in modules]
     for m in modules:
         m.update_fingerprint = lambda fingerprint, transform, transform_args: fp.generate_random_fingerprint()
+    bars = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()  # TRL's five sub-second maps per student ("Adding EOS", ...): noise
     try:
         yield
     finally:
         for m, f in zip(modules, stock):
             m.update_fingerprint = f
+        if bars:
+            ds_logging.enable_progress_bar()
 
 
 def no_final_checkpoint():

@@ -108,6 +108,14 @@ def check_transformers(smoke: bool = True) -> Check:
     if missing:
         return Check("engine.transformers", FAIL, f"not installed: {', '.join(missing)}", fix)
     what = f"torch {_version('torch')}, transformers {_version('transformers')}"
+    from pgscore.errors import PgScoreError
+    from pgscore.models.precision import cpu_auto_dtype, cpu_has_native_bf16
+
+    try:  # what `dtype: auto` picks for local models on this CPU (pgscore/models/precision.py)
+        what += (f"; dtype auto on CPU: {cpu_auto_dtype()} "
+                 f"({'native bf16' if cpu_has_native_bf16() else 'no native bf16'})")
+    except PgScoreError as exc:
+        return Check("engine.transformers", FAIL, str(exc), "unset PGSCORE_CPU_DTYPE or set float32 / bfloat16")
     if not smoke:
         return Check("engine.transformers", OK, f"{what} (smoke test skipped)")
     t = time.monotonic()

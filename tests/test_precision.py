@@ -109,3 +109,19 @@ def test_kernels_held_to_avx2_count_as_no_native_bf16():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "float32"
+
+
+def test_a_bad_pgscore_cpu_dtype_stops_the_run_before_any_stage(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, precision.ENV: "fp8"}
+    out = subprocess.run([sys.executable, "-m", "pgscore", "run", str(repo / "examples" / "quickstart.yaml"),
+                          "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2
+    assert "PGSCORE_CPU_DTYPE must be float32 or bfloat16, got 'fp8'" in out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert not (tmp_path / "r").exists()

@@ -152,3 +152,15 @@ def test_cli_table_with_smoke_tests(monkeypatch, capsys):
     checks = {c.name: c for c in d.run_checks(smoke=False, hub_timeout=1)}
     if d.embedded_default_ok(list(checks.values())):
         assert code == 0 and "generated" in out and "embedded default can run" in out
+
+
+def test_transformers_check_says_what_dtype_auto_picks(monkeypatch):
+    pytest.importorskip("transformers")
+    from pgscore.models import precision
+
+    monkeypatch.setenv(precision.ENV, "float32")
+    ok = d.check_transformers(smoke=False)
+    assert ok.status == "ok" and "dtype auto on CPU: float32" in ok.detail
+    monkeypatch.setenv(precision.ENV, "fp8")
+    bad = d.check_transformers(smoke=False)
+    assert bad.status == "fail" and "PGSCORE_CPU_DTYPE must be float32 or bfloat16" in bad.detail and bad.fix

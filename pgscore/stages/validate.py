@@ -71,6 +71,10 @@ def check_model_spec(where: str, spec: Any) -> None:
         looks_local = s.model.startswith(("/", "./", "../", "~")) or p.suffix.lower() == ".gguf"
         if looks_local and not p.exists():
             raise PgScoreError(f"{where}: model path not found: {s.model}")
+    if s.backend in ("hf", "tiny") and s.dtype in (None, "auto"):
+        from pgscore.models.precision import cpu_auto_dtype
+
+        cpu_auto_dtype()  # a bad $PGSCORE_CPU_DTYPE fails here, before the first stage
 
 
 def check_benchmarks(exp: "Experiment") -> None:

@@ -105,9 +105,9 @@ class ModelSpec(BaseModel):
     def key(self) -> str:
         """Stable identity for caching (excludes secrets and throughput knobs)."""
         d = self.model_dump(mode="json", exclude={"api_key_env", "api_key_file", "batch_size", "concurrency"})
-        if self.backend in ("hf", "tiny"):  # "auto" that resolves to bfloat16 on a CPU is named (precision.py)
-            from pgscore.models.precision import key_dtype
+        from pgscore.models.precision import TRANSFORMERS_BACKENDS, key_dtype
 
+        if self.backend in TRANSFORMERS_BACKENDS:  # "auto" that resolves to bfloat16 on a CPU is named
             d["dtype"] = key_dtype(self)
         return json.dumps(d, sort_keys=True)
 

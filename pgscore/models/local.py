@@ -65,7 +65,7 @@ def _dtype(spec: ModelSpec, device: str) -> torch.dtype:
 
 
 def _device(spec: ModelSpec) -> str:
-    from pgscore.models.precision import spec_device
+    from pgscore.models.precision import spec_device  # one rule for the device (and so the dtype)
 
     return spec_device(spec)
 

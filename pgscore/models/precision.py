@@ -3,10 +3,10 @@
 - On a GPU: bfloat16 (what vLLM and the paper's runs use).
 - On a CPU with native bfloat16 arithmetic (x86 AVX512-BF16 or AMX, e.g. AMD Zen 4, Intel Sapphire
   Rapids): bfloat16. On the project's 2-core AMD EPYC machines ``benchmarks/bench_precision.py`` measures
-  it against float32 in one run: MGSM log-likelihoods 2.1x, a training step 1.7x and a prompt prefill
-  2-2.4x faster, log-probabilities within ~0.05 nats of float32 on average.
+  it against float32 in one run: MGSM log-likelihoods 2.41x, the score-only judge 1.88x and a training
+  step 1.65x faster, log-probabilities within ~0.05 nats of float32 on average.
 - On a CPU without it (most AVX2 laptops): float32. There bfloat16 is emulated: the same benchmark under
-  ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` ran 3.9x *slower* than float32.
+  ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` scored 3.4x *slower* than float32.
 
 ``PGSCORE_CPU_DTYPE`` (``float32`` or ``bfloat16``) overrides the CPU choice, e.g. to reproduce a float32
 run digit for digit on a bfloat16-capable machine. An explicit ``dtype`` in a spec always wins.
@@ -28,7 +28,7 @@ from typing import Any
 
 ENV = "PGSCORE_CPU_DTYPE"
 CPU_CHOICES = ("float32", "bfloat16")
-LOCAL_BACKENDS = ("hf", "tiny")
+TRANSFORMERS_BACKENDS = ("hf", "tiny")  # the specs this module resolves
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,9 +90,6 @@ def dtype_name(spec: Any, device: str | None = None) -> str:
 def key_dtype(spec: Any) -> str | None:
     """What :meth:`ModelSpec.key` records as the dtype: the spec's own, except ``"bfloat16"`` where an
     unset/``auto`` local spec resolves to bfloat16 on a CPU (the one case whose numbers changed)."""
-    if spec.dtype not in (None, "auto") or spec.backend not in LOCAL_BACKENDS:
+    if spec.dtype not in (None, "auto") or spec.backend not in TRANSFORMERS_BACKENDS:
         return spec.dtype
-    device = spec_device(spec)
-    if device == "cpu" and cpu_auto_dtype() == "bfloat16":
-        return "bfloat16"
-    return spec.dtype
+    return "bfloat16" if spec_device(spec) == "cpu" and dtype_name(spec, "cpu") == "bfloat16" else spec.dtype

@@ -71,9 +71,9 @@ def check_model_spec(where: str, spec: Any) -> None:
         looks_local = s.model.startswith(("/", "./", "../", "~")) or p.suffix.lower() == ".gguf"
         if looks_local and not p.exists():
             raise PgScoreError(f"{where}: model path not found: {s.model}")
-    if s.backend in ("hf", "tiny") and s.dtype in (None, "auto"):
-        from pgscore.models.precision import cpu_auto_dtype
+    from pgscore.models.precision import TRANSFORMERS_BACKENDS, cpu_auto_dtype
 
+    if s.backend in TRANSFORMERS_BACKENDS and s.dtype in (None, "auto"):
         cpu_auto_dtype()  # a bad $PGSCORE_CPU_DTYPE fails here, before the first stage
 
 

@@ -43,13 +43,6 @@ def world_size() -> int:
         raise PgScoreError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} is not a number") from None
 
 
-def base_dtype(spec: ModelSpec) -> str:
-    """The dtype the base runs in where pgscore loads it (``auto`` resolved, pgscore.models.precision)."""
-    from pgscore.models.precision import dtype_name
-
-    return dtype_name(spec)
-
-
 def resolve_base(spec: ModelSpec) -> tuple[str, bool, bool]:
     """(from_pretrained source, local files only, is a base model without chat template) for a spec.
 
@@ -144,7 +137,9 @@ def train_student(
     bf16 = cuda and torch.cuda.is_bf16_supported()
     # a CPU base that runs in bfloat16 (native bf16 CPUs, pgscore.models.precision) trains with bf16
     # autocast: float32 master weights and optimizer state, bf16 matmuls (a step is ~1.7x faster)
-    cpu_bf16 = not cuda and not cfg.qlora and base_dtype(spec) == "bfloat16"
+    from pgscore.models.precision import dtype_name
+
+    cpu_bf16 = not cuda and not cfg.qlora and dtype_name(spec) == "bfloat16"
     load_kw: dict[str, Any] = {"local_files_only": local_only,
                                "dtype": torch.bfloat16 if bf16 else torch.float32}
     if cfg.qlora:

@@ -11,6 +11,11 @@ the backend did before: rows grouped by (stop strings, schema), ``model.generate
 same logits processors (xgrammar, temperature, top-k, nucleus). Sampled text differs between the two (the
 loop gives every row its own random stream), so the benchmark reports the work each path did: generated
 tokens, and token slots computed (rows x steps). Writes ``benchmarks/results/decoding_<teacher>.json``.
+
+``--kv [--repeats 5]``: the loop alone, with and without ``generate_loop.preallocate`` (KV buffers written in
+place vs transformers' ``DynamicLayer``, which concatenates the whole cache at every step), in turn, same
+seed; reports each one's median seconds and the paired ratios, checks the two generate the same token ids,
+and writes ``benchmarks/results/decoding_kv_<teacher>.json``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "quickstart.yaml")
     ap.add_argument("--teacher", default=None, help="teacher name (default: the first)")
+    ap.add_argument("--kv", action="store_true", help="the loop with and without preallocated KV buffers")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
     import torch
@@ -106,6 +113,8 @@ def main() -> None:
                     tokens += len(lm._encode(g.text, special=False)) if g.text else 0
         return tokens, slots
 
+    if args.kv:
+        return kv_bench(lm, rows, per_row, teacher, args.repeats)
     ours(), stock()  # warm-up: grammar compilation, transformers' stop-string tables, allocator
     res = {}
     for name, fn in (("stock", stock), ("pgscore", ours)):
@@ -119,6 +128,43 @@ def main() -> None:
                threads=torch.get_num_threads())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"decoding_{teacher.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+def kv_bench(lm, rows, per_row, teacher, repeats: int) -> None:
+    import statistics
+
+    import torch
+
+    import pgscore.models.generate_loop as loop
+
+    real = loop.preallocate
+    prompts = [ids for ids, _, _ in rows]
+
+    def run(prealloc: bool):
+        loop.preallocate = real if prealloc else (lambda cache, room: cache)
+        try:
+            t = time.perf_counter()
+            gens = lm._generate(prompts, per_row, ())
+            return time.perf_counter() - t, [g.text for g in gens]
+        finally:
+            loop.preallocate = real
+
+    run(True)  # warm-up: grammar compilation, allocator
+    times: dict[str, list[float]] = {"dynamic": [], "preallocated": []}
+    texts = {}
+    for _ in range(repeats):
+        for name in ("dynamic", "preallocated"):
+            dt, texts[name] = run(name == "preallocated")
+            times[name].append(dt)
+    res = {"teacher": teacher.name, "rows": len(rows), "repeats": repeats, "threads": torch.get_num_threads(),
+           "dynamic_median_s": round(statistics.median(times["dynamic"]), 2),
+           "preallocated_median_s": round(statistics.median(times["preallocated"]), 2),
+           "paired_ratio_preallocated_over_dynamic": [round(p / d, 3) for p, d in
+                                                      zip(times["preallocated"], times["dynamic"])],
+           "same_texts": texts["dynamic"] == texts["preallocated"]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"decoding_kv_{teacher.name}.json").write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
 
 

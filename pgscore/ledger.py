@@ -263,8 +263,9 @@ class CachedModel(LanguageModel):
             if getattr(self.model, "accepts_on_result", False):
                 send(miss_reqs, part(0, len(miss_reqs)), on_result=store)
             else:
-                for start in range(0, len(miss_reqs), self.chunk_size):
-                    out = send(miss_reqs[start : start + self.chunk_size], part(start, start + self.chunk_size))
+                group = (lambda r: r[0]) if kind == "loglikelihood" else None
+                for start, stop in chunk_bounds(miss_reqs, self.chunk_size, group):
+                    out = send(miss_reqs[start:stop], part(start, stop))
                     for j, res in enumerate(out):
                         store(start + j, res)
         return [results[k] for k in keys]
@@ -284,6 +285,29 @@ class CachedModel(LanguageModel):
         return self._run("loglikelihood", reqs, None,
                          lambda r, p, **kw: self.model.loglikelihood([tuple(x) for x in r], **kw),
                          lambda d: ContinuationScore(**d), _score_encode)
+
+
+def chunk_bounds(requests: Sequence[Any], size: int,
+                 group: Callable[[Any], Any] | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks of ``requests``, each holding at most ``size`` groups.
+
+    Without ``group`` a request is its own group (chunks of ``size`` requests). With it, consecutive requests
+    of equal ``group(request)`` form one group that is never split: log-likelihood requests that share a
+    context (a judge's five scores, a question's answer options) reach the model in one call, which scores
+    them with one forward pass; split across two calls, the context would be encoded twice."""
+    bounds: list[tuple[int, int]] = []
+    start, n_groups, last = 0, 0, object()
+    for i, req in enumerate(requests):
+        g = group(req) if group is not None else i
+        if g != last:
+            if n_groups == size:
+                bounds.append((start, i))
+                start, n_groups = i, 0
+            n_groups += 1
+            last = g
+    if start < len(requests):
+        bounds.append((start, len(requests)))
+    return bounds
 
 
 def _gen_decode(d: dict[str, Any]) -> Generation:

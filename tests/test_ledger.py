@@ -16,7 +16,7 @@ from fake_openai_server import FakeOpenAIServer, reply_text  # noqa: E402
 
 from pgscore.cli import main  # noqa: E402
 from pgscore.errors import PgScoreError  # noqa: E402
-from pgscore.ledger import CachedModel, Ledger, request_keys  # noqa: E402
+from pgscore.ledger import CachedModel, Ledger, chunk_bounds, request_keys  # noqa: E402
 from pgscore.models import ModelSpec, SamplingParams, load_model  # noqa: E402
 from pgscore.models.base import ContinuationScore, Generation, LanguageModel  # noqa: E402
 
@@ -71,6 +71,44 @@ def test_hits_misses_order_and_dedupe(tmp_path):
     assert m.accepts_on_result is False and m.name == "fake:counting"
     with pytest.raises(AttributeError):
         m.no_such_thing
+
+
+def test_chunk_bounds_counts_groups_and_never_splits_one():
+    assert chunk_bounds(list("abcde"), 2) == [(0, 2), (2, 4), (4, 5)]
+    assert chunk_bounds([], 3) == []
+    reqs = [("p", "1"), ("p", "2"), ("p", "3"), ("q", "1"), ("q", "2"), ("r", "1")]
+    ctx = lambda r: r[0]  # noqa: E731
+    # two contexts per chunk: a group of three is kept whole even though a chunk then holds five requests
+    assert chunk_bounds(reqs, 2, ctx) == [(0, 5), (5, 6)]
+    assert chunk_bounds(reqs, 1, ctx) == [(0, 3), (3, 5), (5, 6)]
+    assert chunk_bounds(reqs, 10, ctx) == [(0, 6)]
+
+
+def test_loglikelihood_chunks_keep_a_shared_context_in_one_call(tmp_path):
+    """A judge's five scores of one row share its context: with chunks counted in requests, a chunk of 16
+    cut the fourth row's scores across two model calls, and each call encoded that context again."""
+
+    class Calls(CountingModel):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[list] = []
+
+        def loglikelihood(self, requests):
+            self.calls.append(list(requests))
+            return super().loglikelihood(requests)
+
+    inner = Calls()
+    m = CachedModel(inner, Ledger(tmp_path), stage="measure.judge", chunk_size=3)
+    reqs = [(f"row {i}", str(s)) for i in range(7) for s in range(1, 6)]
+    out = m.loglikelihood(reqs)
+    assert [o.logprob for o in out] == [-1.0] * 35
+    assert [len(c) for c in inner.calls] == [15, 15, 5]  # three rows (contexts) a call, each row whole
+    for call in inner.calls:
+        rows = {ctx for ctx, _ in call}
+        assert all(sum(1 for ctx, _ in call if ctx == r) == 5 for r in rows)
+    # generation requests are still counted one by one
+    m.complete([f"p{i}" for i in range(7)], GREEDY)
+    assert len(inner.seen) == 35 + 7
 
 
 def test_unseeded_sampling_repeats_get_their_own_keys(tmp_path):

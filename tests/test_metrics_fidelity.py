@@ -82,3 +82,24 @@ def test_unknown_detector_is_a_user_error():
 
     with pytest.raises(PgScoreError, match="unknown language detector"):
         load_detector("cld9")
+
+
+def test_langid_model_parts_cached_once_and_same_identifier(tmp_path, monkeypatch):
+    from langid.langid import LanguageIdentifier, model
+
+    import pgscore.langid as lid
+
+    monkeypatch.setenv("PGSCORE_CACHE", str(tmp_path))
+    texts = ["Das ist ein kleiner deutscher Satz über Äpfel und Birnen.", "これは日本語の文章です。とても良い天気ですね。",
+             "Ini adalah kalimat pendek dalam bahasa Indonesia yang cukup panjang."]
+    ref = LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    built = lid._cached_identifier(LanguageIdentifier, model)  # from the wheel's string, then cached
+    (cached,) = (tmp_path / "langid").glob("*.pkl")
+    monkeypatch.setattr(LanguageIdentifier, "from_modelstring", classmethod(lambda *a, **k: 1 / 0))
+    again = lid._cached_identifier(LanguageIdentifier, model)  # from the cache: the string is not read
+    for t in texts:
+        assert again.rank(t) == built.rank(t) == ref.rank(t)
+    monkeypatch.undo()
+    monkeypatch.setenv("PGSCORE_CACHE", str(tmp_path))
+    cached.write_bytes(b"damaged")
+    assert lid._cached_identifier(LanguageIdentifier, model).classify(texts[0])[0] == "de"

@@ -449,3 +449,85 @@ def test_bad_gguf_and_bad_threads_are_one_line(tmp_path, monkeypatch):
         load_model(f"hf:{bad}")
     with pytest.raises(PgScoreError, match="threads"):
         load_model({"backend": "hf", "model": str(bad), "options": {"threads": "many"}})
+
+
+# ------------------------------------------------------------------------- load caches (bench_load.py)
+
+
+def _converted_folder(rand_model, tokenizer, path):
+    """A folder laid out as the GGUF converter leaves it: float32 weights, tokenizer, the converter's mark."""
+    import copy
+
+    copy.deepcopy(rand_model).float().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / tiny.CONVERTED_MARK).write_text(json.dumps({"sha256": "x", "converter_version": tiny.CONVERTER_VERSION}))
+    return path
+
+
+def test_half_precision_load_reads_a_bit_identical_copy(rand_model, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    src = _converted_folder(rand_model, tokenizer, tmp_path / "conv")
+    lm = load_model({"backend": "hf", "model": str(src), "dtype": "bfloat16"})
+    half = tmp_path / "conv.bfloat16"
+    assert (half / "model.safetensors").is_file() and json.loads((half / tiny.CONVERTED_MARK).read_text())["dtype"] == "bfloat16"
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (src / "model.safetensors").stat().st_size
+    ref = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16).state_dict()
+    got = lm.model.state_dict()
+    assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert lm.loglikelihood(REQUESTS[:2]) == TransformersLM.from_objects(
+        AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16), tokenizer, lm.spec).loglikelihood(REQUESTS[:2])
+    # written once: a second load reuses it; a float32 load and a plain (unconverted) folder make none
+    stamp = (half / "model.safetensors").stat().st_mtime_ns
+    load_model({"backend": "hf", "model": str(src), "dtype": "bfloat16"})
+    assert (half / "model.safetensors").stat().st_mtime_ns == stamp
+    load_model({"backend": "hf", "model": str(src), "dtype": "float32"})
+    plain = tmp_path / "plain"
+    rand_model.save_pretrained(plain)
+    tokenizer.save_pretrained(plain)
+    load_model({"backend": "hf", "model": str(plain), "dtype": "bfloat16"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "conv.bfloat16", "plain"]
+    # a copy left by another converter version is replaced
+    mark = json.loads((half / tiny.CONVERTED_MARK).read_text())
+    (half / tiny.CONVERTED_MARK).write_text(json.dumps({**mark, "converter_version": -1}))
+    tiny.half_copy(src, "bfloat16")
+    assert json.loads((half / tiny.CONVERTED_MARK).read_text())["converter_version"] == tiny.CONVERTER_VERSION
+
+
+def test_tokenizer_parsed_once_then_read_from_its_pickle(tokenizer, tmp_path, monkeypatch):
+    import transformers
+
+    from pgscore.models import local
+
+    monkeypatch.setenv("PGSCORE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tok"
+    tokenizer.save_pretrained(folder)
+    monkeypatch.setattr(local, "_TOKENIZERS", {})
+    first = local.load_tokenizer(str(folder), True)
+    pickles = list((tmp_path / "cache" / "tokenizers").glob("*.pkl"))
+    assert len(pickles) == 1
+
+    def no_parse(*a, **k):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_parse)
+    monkeypatch.setattr(local, "_TOKENIZERS", {})
+    again = local.load_tokenizer(str(folder), True)
+    assert again is not first
+    for text in CORPUS:
+        assert again(text)["input_ids"] == first(text)["input_ids"] == tokenizer(text)["input_ids"]
+    assert (again.bos_token, again.eos_token, again.pad_token) == ("<s>", "</s>", "<pad>")
+    monkeypatch.undo()
+    monkeypatch.setenv("PGSCORE_CACHE", str(tmp_path / "cache"))
+    # an edited tokenizer folder has another key, and a damaged pickle is ignored (parsed, rewritten)
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({**json.loads((folder / "tokenizer_config.json").read_text()), "chat_template": CHAT_TEMPLATE}))
+    monkeypatch.setattr(local, "_TOKENIZERS", {})
+    edited = local.load_tokenizer(str(folder), True)
+    assert edited.chat_template == CHAT_TEMPLATE
+    assert len(list((tmp_path / "cache" / "tokenizers").glob("*.pkl"))) == 2
+    path = local._tokenizer_pickle_path(folder)
+    path.write_bytes(b"not a pickle")
+    monkeypatch.setattr(local, "_TOKENIZERS", {})
+    assert local.load_tokenizer(str(folder), True).chat_template == CHAT_TEMPLATE
+    assert local._pickled_tokenizer(folder) is not None  # rewritten

@@ -155,6 +155,79 @@ def _merge_caches(caches: Sequence[Any], width: int) -> Any:
     return merged
 
 
+def _preallocated_layer_class():
+    """``PreallocatedLayer``, defined on first use (transformers is imported lazily)."""
+    global _PREALLOCATED
+    if _PREALLOCATED is not None:
+        return _PREALLOCATED
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        """A full-attention KV layer whose keys and values live in buffers with room for the tokens still to
+        come: ``update`` writes a step's key/value into the next free position instead of concatenating
+        (``DynamicLayer.update`` copies the whole cache at every step, as much memory traffic as reading it
+        once more). ``keys``/``values`` are views of the filled part, so everything transformers reads
+        (sequence length, mask sizes, attention) sees what a ``DynamicLayer`` would hold, value for value.
+        A method of the base class that replaces ``keys`` (crop, reorder) is noticed at the next update, which
+        then starts new buffers from the replaced tensors."""
+
+        def __init__(self, keys: Any, values: Any, room: int):
+            super().__init__()
+            self.is_initialized, self.device, self.room = True, keys.device, max(int(room), 1)
+            self._adopt(keys, values, self.room)
+
+        def _adopt(self, keys: Any, values: Any, room: int) -> None:
+            b, h, n, _ = keys.shape
+            self._kbuf = keys.new_empty(b, h, n + room, keys.shape[-1])
+            self._vbuf = values.new_empty(b, h, n + room, values.shape[-1])
+            self._kbuf[:, :, :n].copy_(keys)
+            self._vbuf[:, :, :n].copy_(values)
+            self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+        def _ours(self) -> bool:
+            return (self.keys.data_ptr() == self._kbuf.data_ptr() and self.keys.shape[0] == self._kbuf.shape[0]
+                    and self.values.data_ptr() == self._vbuf.data_ptr())
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
+            n, add = self.keys.shape[-2], key_states.shape[-2]
+            if not self._ours() or n + add > self._kbuf.shape[-2]:
+                self._adopt(self.keys, self.values, max(add, self.room))
+            self._kbuf[:, :, n : n + add].copy_(key_states)
+            self._vbuf[:, :, n : n + add].copy_(value_states)
+            self.keys, self.values = self._kbuf[:, :, : n + add], self._vbuf[:, :, : n + add]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            n = self.keys.shape[-2]
+            if not self._ours():
+                self._adopt(self.keys, self.values, self.room)
+            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
+            self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+    _PREALLOCATED = PreallocatedLayer
+    return PreallocatedLayer
+
+
+_PREALLOCATED: Any = None
+
+
+def preallocate(cache: Any, room: int) -> Any:
+    """Give each plain full-attention layer of ``cache`` (a ``DynamicLayer``; sliding-window layers keep
+    theirs: they hold at most their window) buffers with ``room`` free positions: ``decode`` writes each
+    step in place. Same tokens; a decoding step of SmolLM2 at 8-12 rows and ~800 cached positions took
+    17-18% less time (median of 5 paired runs), and the quickstart's 24-row calls (prefill included) 2-13%
+    less for SmolLM2, 2-7% for Gemma 3, whose sliding-window layers keep their own cache
+    (``benchmarks/bench_decoding.py --kv``)."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None) or []
+    cls = _preallocated_layer_class()
+    for i, layer in enumerate(layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None and layer.keys.numel():
+            layers[i] = cls(layer.keys, layer.values, room)
+    return cache
+
+
 def prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, cache_kwarg: str, device: Any):
     """(last-position logits, KV cache, attention mask) of a left-padded batch of ``prompts`` (rows longest
     first). Prompts of very different lengths are encoded in buckets of similar length and their caches
@@ -206,6 +279,7 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[RowSpec], *, max_new_token
     active = list(range(n))  # batch position -> row
     with torch.inference_mode():
         logits, cache, mask = prefill(model, [r.prompt for r in rows], pad_id, cache_kwarg, device)
+        preallocate(cache, max_new_tokens)
         seq = left_pad([r.prompt for r in rows], mask.shape[1], pad_id, device)[0]  # what processors see
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
         for step in range(max_new_tokens):

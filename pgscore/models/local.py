@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -87,10 +88,79 @@ def load_tokenizer(source: str, local_only: bool) -> Any:
     missing pad token (to EOS, the same value every time) but nothing else."""
     key = (str(source), bool(local_only))
     if key not in _TOKENIZERS:
-        from transformers import AutoTokenizer
+        folder = Path(source)
+        tok = _pickled_tokenizer(folder) if local_only and folder.is_dir() else None
+        if tok is None:
+            from transformers import AutoTokenizer
 
-        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+            tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+            if local_only and folder.is_dir():
+                _pickle_tokenizer(folder, tok)
+        _TOKENIZERS[key] = tok
     return _TOKENIZERS[key]
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+
+
+def _tokenizer_pickle_path(folder: Path) -> Path:
+    """``cache_dir()/tokenizers/<hash>.pkl``: the hash covers the folder's non-weight files (their names and
+    bytes) and the transformers and tokenizers versions, so an edited tokenizer or an upgrade re-parses."""
+    import hashlib
+
+    import tokenizers
+    import transformers
+
+    from pgscore.paths import cache_dir
+
+    h = hashlib.sha256(f"{transformers.__version__}|{tokenizers.__version__}".encode())
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.endswith(_WEIGHT_SUFFIXES) and not f.name.startswith("."):
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return cache_dir() / "tokenizers" / f"{h.hexdigest()[:32]}.pkl"
+
+
+def _pickled_tokenizer(folder: Path) -> Any:
+    """The tokenizer of a local folder from its pickle (``_pickle_tokenizer``), or None.
+
+    Why: transformers 5 parses a ``tokenizer.json`` in Python before it builds the Rust tokenizer; Gemma 3's
+    33 MB file takes 3.4-4 s on 2 cores, its pickle 1.2-1.5 s (``benchmarks/bench_load.py``). The pickle
+    is the same object (same encodings, special tokens and chat template); a damaged one is ignored."""
+    import pickle
+
+    try:
+        with open(_tokenizer_pickle_path(folder), "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # absent, truncated, or written by another version: parse the folder instead
+        return None
+
+
+def _pickle_tokenizer(folder: Path, tok: Any) -> None:
+    """Write ``tok`` to its pickle path (a private temporary file renamed into place); a failure is ignored:
+    the cache only saves time."""
+    import pickle
+
+    try:
+        path = _tokenizer_pickle_path(folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(tok, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except Exception:
+        pass
+
+
+def _weights_source(source: str, dtype: torch.dtype) -> str:
+    """Where to read the weights of ``source`` in ``dtype``: a folder converted from a GGUF file holds
+    float32 weights, and a half-precision load reads its half-precision copy (``tiny.half_copy``: the same
+    tensors, half the bytes to read); anything else is read as it is."""
+    from pgscore.models.tiny import conversion_info, half_copy
+
+    info = conversion_info(Path(source)) if dtype in (torch.bfloat16, torch.float16) else None
+    if not info or info.get("dtype"):  # not a converted folder, or already a half-precision copy
+        return source
+    return str(half_copy(Path(source), str(dtype).removeprefix("torch.")))
 
 
 def load_transformers(spec: ModelSpec) -> "TransformersLM":
@@ -110,7 +180,8 @@ def load_transformers(spec: ModelSpec) -> "TransformersLM":
     try:
         source, local_only, extra = resolve_source(spec)
         tok = load_tokenizer(source, local_only)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype)
+        weights = _weights_source(source, dtype)
+        model = AutoModelForCausalLM.from_pretrained(weights, local_files_only=local_only, dtype=dtype)
     except (OSError, ValueError) as exc:
         where = "local folder" if local_only else "Hugging Face hub (is the hub reachable? set HF_HUB_OFFLINE=0)"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -259,17 +259,66 @@ def convert_gguf(gguf: Path, sha256: str) -> Path:
     save_file(converted_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
     (tmp / CONVERTED_MARK).write_text(json.dumps({"source": str(gguf), "sha256": sha256,
                                                   "converter_version": CONVERTER_VERSION}))
+    return _swap_in(tmp, out, conversion_current)
+
+
+def half_copy(folder: Path, dtype: str) -> Path:
+    """A copy of the converted ``folder`` with its weights in ``dtype`` (``bfloat16``/``float16``), written
+    once beside it (``<sha256>.<dtype>``); returns that folder.
+
+    Why: the converted weights are float32 (students train from them), and a ``dtype: auto`` run on a CPU
+    with native bfloat16 used to read the whole float32 file and cast it at every load: Gemma 3 270M is
+    1.07 GB in float32, 0.54 GB in bfloat16, and on a machine whose page cache has let the file go the read
+    is most of the load (``benchmarks/bench_load.py``). The copy holds exactly the tensors ``from_pretrained(
+    folder, dtype=dtype)`` makes (the same round-to-nearest cast), so a model loaded from it is bit for bit
+    the one loaded from ``folder``; the config and tokenizer files are copied with it. Written to a private
+    temporary folder and renamed, like :func:`convert_gguf`."""
+    import shutil
+
+    folder = Path(folder)
+    out = folder.with_name(f"{folder.name}.{dtype}")
+    src = conversion_info(folder) or {}
+
+    def current(copy: Path) -> bool:  # written from this converter version's folder, in this dtype
+        info = conversion_info(copy) or {}
+        return info.get("dtype") == dtype and info.get("converter_version") == src.get("converter_version")
+
+    if current(out):
+        return out
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in ("model.safetensors", CONVERTED_MARK):
+            shutil.copy2(f, tmp / f.name)
+    target = getattr(torch, dtype)
+    state = {k: (v.to(target) if v.is_floating_point() else v)
+             for k, v in load_file(str(folder / "model.safetensors")).items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    (tmp / CONVERTED_MARK).write_text(json.dumps({**src, "dtype": dtype, "from": str(folder)}))
+    return _swap_in(tmp, out, current)
+
+
+def _swap_in(tmp: Path, out: Path, current: Callable[[Path], bool]) -> Path:
+    """Rename the finished folder ``tmp`` to ``out``: a stale ``out`` (not ``current``) is moved aside first
+    (open files of it stay readable, POSIX) and removed after; if another process got there first, its
+    folder is kept and ``tmp`` removed (an error only if that folder is not current either)."""
+    import shutil
+
     stale = out.with_name(f"{out.name}.{os.getpid()}.stale")
-    if out.exists() and not conversion_current(out):
+    if out.exists() and not current(out):
         try:
-            os.replace(out, stale)  # open files of the old folder stay readable (POSIX)
+            os.replace(out, stale)
         except OSError:
             pass
     try:
         os.replace(tmp, out)
     except OSError:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
-        if not conversion_current(out):
+        if not current(out):
             raise
     shutil.rmtree(stale, ignore_errors=True)
     return out

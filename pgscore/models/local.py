@@ -101,6 +101,7 @@ def load_tokenizer(source: str, local_only: bool) -> Any:
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+_HASHED_BYTES = 64 << 20  # files up to this size are keyed by content (Gemma 3's tokenizer.json: 33 MB)
 
 
 def _tokenizer_pickle_path(folder: Path) -> Path:
@@ -116,7 +117,9 @@ def _tokenizer_pickle_path(folder: Path) -> Path:
     h = hashlib.sha256(f"{transformers.__version__}|{tokenizers.__version__}".encode())
     for f in sorted(folder.iterdir()):
         if f.is_file() and not f.name.endswith(_WEIGHT_SUFFIXES) and not f.name.startswith("."):
-            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+            st = f.stat()  # a large non-weight file (an ONNX export, say) is keyed by size and time, not read
+            body = f.read_bytes() if st.st_size <= _HASHED_BYTES else f"{st.st_size}:{st.st_mtime_ns}".encode()
+            h.update(f.name.encode() + b"\0" + body + b"\0")
     return cache_dir() / "tokenizers" / f"{h.hexdigest()[:32]}.pkl"
 
 

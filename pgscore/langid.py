@@ -44,27 +44,19 @@ def _cached_identifier(cls, model: bytes):
     seed filter, language fidelity); the cached parts load in milliseconds and make the same identifier.
     A damaged or unwritable cache falls back to the wheel's string."""
     import hashlib
-    import os
-    import pickle
 
-    from pgscore.paths import cache_dir
+    from pgscore.paths import cache_dir, read_pickle_cache, write_pickle_cache
 
     raw = model if isinstance(model, bytes) else str(model).encode()
     path = cache_dir() / "langid" / f"{hashlib.sha256(raw).hexdigest()[:32]}.pkl"
-    try:
-        with open(path, "rb") as fh:
-            return cls(*pickle.load(fh), norm_probs=True)
-    except Exception:  # absent, damaged or from another Python: build it from the model string
-        pass
+    parts = read_pickle_cache(path)
+    if parts is not None:
+        try:
+            return cls(*parts, norm_probs=True)
+        except Exception:  # parts of another shape: build it from the model string
+            pass
     ident = cls.from_modelstring(model, norm_probs=True)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(tuple(getattr(ident, a) for a in _PARTS), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_pickle_cache(path, tuple(getattr(ident, a) for a in _PARTS))
     return ident
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pgscore.errors import DataMissingError
 
@@ -36,6 +37,33 @@ def cache_dir() -> Path:
     p = Path(os.environ.get("PGSCORE_CACHE", Path.home() / ".cache" / "pgscore"))
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def read_pickle_cache(path: Path) -> Any:
+    """The object :func:`write_pickle_cache` left at ``path``, or None when it is absent, damaged or was
+    written by another Python or library version (the caller then rebuilds it: these caches only save time)."""
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:
+        return None
+
+
+def write_pickle_cache(path: Path, obj: Any) -> None:
+    """Pickle ``obj`` to ``path`` through a private temporary file renamed into place (a concurrent reader
+    sees the old file or the new one, never half of one); a failure is ignored, as a missing cache is."""
+    import pickle
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except Exception:
+        pass
 
 
 def resource(*parts: str) -> Path:

@@ -23,6 +23,7 @@ our nucleus, the xgrammar mask), in transformers' order. What is ours:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -155,11 +156,9 @@ def _merge_caches(caches: Sequence[Any], width: int) -> Any:
     return merged
 
 
+@lru_cache(maxsize=1)
 def _preallocated_layer_class():
     """``PreallocatedLayer``, defined on first use (transformers is imported lazily)."""
-    global _PREALLOCATED
-    if _PREALLOCATED is not None:
-        return _PREALLOCATED
     from transformers.cache_utils import DynamicLayer
 
     class PreallocatedLayer(DynamicLayer):
@@ -204,11 +203,7 @@ def _preallocated_layer_class():
             self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
             self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
 
-    _PREALLOCATED = PreallocatedLayer
     return PreallocatedLayer
-
-
-_PREALLOCATED: Any = None
 
 
 def preallocate(cache: Any, room: int) -> Any:

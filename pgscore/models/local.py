@@ -127,30 +127,22 @@ def _pickled_tokenizer(folder: Path) -> Any:
     """The tokenizer of a local folder from its pickle (``_pickle_tokenizer``), or None.
 
     Why: transformers 5 parses a ``tokenizer.json`` in Python before it builds the Rust tokenizer; Gemma 3's
-    33 MB file takes 3.4-4 s on 2 cores, its pickle 1.2-1.5 s (``benchmarks/bench_load.py``). The pickle
-    is the same object (same encodings, special tokens and chat template); a damaged one is ignored."""
-    import pickle
+    33 MB file takes 2.6-4 s on 2 cores, its pickle 1.3 s (``benchmarks/bench_load.py``). The pickle is the
+    same object (same encodings, special tokens and chat template); a damaged one is ignored."""
+    from pgscore.paths import read_pickle_cache
 
     try:
-        with open(_tokenizer_pickle_path(folder), "rb") as fh:
-            return pickle.load(fh)
-    except Exception:  # absent, truncated, or written by another version: parse the folder instead
+        return read_pickle_cache(_tokenizer_pickle_path(folder))
+    except OSError:  # the folder's files cannot be read for the key: parse (and fail) the usual way
         return None
 
 
 def _pickle_tokenizer(folder: Path, tok: Any) -> None:
-    """Write ``tok`` to its pickle path (a private temporary file renamed into place); a failure is ignored:
-    the cache only saves time."""
-    import pickle
+    from pgscore.paths import write_pickle_cache
 
     try:
-        path = _tokenizer_pickle_path(folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(tok, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except Exception:
+        write_pickle_cache(_tokenizer_pickle_path(folder), tok)
+    except OSError:
         pass
 
 

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from pgscore.models.head import sliced_head
+
 
 SAMPLE_BLOCK = 1024  # tokens per block of the two-level sampler (a vocabulary not a multiple: one level)
 
@@ -272,7 +274,7 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[RowSpec], *, max_new_token
     gens = [row_generator(r.seed, r.index) for r in rows]
     out: list[list[int]] = [[] for _ in range(n)]
     active = list(range(n))  # batch position -> row
-    with torch.inference_mode():
+    with torch.inference_mode(), sliced_head(model):  # a few rows x a large vocabulary: head.py
         logits, cache, mask = prefill(model, [r.prompt for r in rows], pad_id, cache_kwarg, device)
         preallocate(cache, max_new_tokens)
         seq = left_pad([r.prompt for r in rows], mask.shape[1], pad_id, device)[0]  # what processors see

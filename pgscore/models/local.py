@@ -39,6 +39,7 @@ from pgscore.models.hf_source import converted_dir, resolve_source  # noqa: F401
 from pgscore.models.plain_chat import PLAIN_CHAT_STOPS, cut_at_stop, plain_chat_prompt  # noqa: F401
 from pgscore.models.sequences import continuation_start, left_truncate, length_batches, padding_fraction  # noqa: F401
 from pgscore.models.sequences import shared_prefix_groups
+from pgscore.models.head import head_linear
 
 _resolve_source = resolve_source  # older name (plan, student training)
 
@@ -475,7 +476,12 @@ class TransformersLM(LanguageModel):
             alts: dict[int, list[tuple[list[float], bool]]] = {}
             for a in range(0, len(rows), LOGIT_CHUNK):
                 h = hidden[rows_t[a : a + LOGIT_CHUNK], cols_t[a : a + LOGIT_CHUNK]]
-                logits = head(h) if head is not None else h
+                if head is None:
+                    logits = h
+                elif type(head) is torch.nn.Linear:  # a few rows (score-only judge): slices (head.py)
+                    logits = head_linear(h, head.weight, head.bias)
+                else:
+                    logits = head(h)
                 if logits.dtype in (torch.float16, torch.bfloat16):
                     logits = logits.float()
                 if softcap:

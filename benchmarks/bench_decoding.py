@@ -36,7 +36,7 @@ def teacher_inputs(config: Path, teacher_name: str | None):
     from pgscore.seed.build import load_seed_dir
     from pgscore.synthesis.prompts import PAIR_SCHEMA
     from pgscore.synthesis.decoding import teacher_params
-    from pgscore.synthesis.stage import plan_rows, render_rows
+    from pgscore.synthesis.stage import plan_rows
 
     exp = load_experiment(config)
     teacher = next(t for t in exp.teachers if teacher_name in (None, t.name))
@@ -46,6 +46,26 @@ def teacher_inputs(config: Path, teacher_name: str | None):
     plan = plan_rows([teacher], exp.languages, seed_df, pool, exp.synthesis)
     plan = plan[plan["trial"] == plan["trial"].min()].head(exp.synthesis.batch_size)
     return exp, teacher, plan, seed_df, pool, teacher_params(teacher, exp.synthesis.max_tokens), PAIR_SCHEMA
+
+
+def encoded_rows(exp, lm, plan, seed_df, pool, params, schema, limit: int | None = None):
+    """The plan's rows as the backend receives them: ``[(prompt ids, stops, uses the schema)]`` and each row's
+    ``SamplingParams`` (the teacher's decoding, seed 7, its stops and schema); the first ``limit`` rows."""
+    from pgscore.models.base import SamplingParams
+    from pgscore.synthesis.stage import render_rows
+
+    rendering = exp.synthesis.rendering if exp.synthesis.rendering != "auto" else (
+        "chat" if lm.has_chat_template else "completion")
+    rendered = [r for r in render_rows(plan, seed_df, pool, exp.synthesis, rendering) if not isinstance(r, str)]
+    rows = []
+    for r in rendered[:limit]:
+        ids = lm._encode(lm.render_chat(r.messages), special=not lm._has_template) if r.rendering == "chat" \
+            else lm._encode(r.text)
+        use_schema = exp.synthesis.structured_output and r.parse == "json"
+        rows.append((ids, tuple(r.stop), use_schema))
+    per_row = [SamplingParams.model_validate({**params.model_dump(), "seed": 7, "stop": stop,
+                                              **({"json_schema": schema} if s else {})}) for _, stop, s in rows]
+    return rows, per_row
 
 
 def main() -> None:
@@ -60,25 +80,14 @@ def main() -> None:
     from transformers import LogitsProcessorList
 
     from pgscore.models import load_model
-    from pgscore.models.base import ModelSpec, SamplingParams
+    from pgscore.models.base import ModelSpec
     from pgscore.models.constrained import json_constraint, output_vocab_size
     from pgscore.models.sampling import neutral_sampling_kwargs, sampling_processors
     from pgscore.models.sequences import length_batches
-    from pgscore.synthesis.stage import render_rows
 
     exp, teacher, plan, seed_df, pool, params, schema = teacher_inputs(args.config, args.teacher)
     lm = load_model(teacher.model)
-    rendering = exp.synthesis.rendering if exp.synthesis.rendering != "auto" else (
-        "chat" if lm.has_chat_template else "completion")
-    rendered = [r for r in render_rows(plan, seed_df, pool, exp.synthesis, rendering) if not isinstance(r, str)]
-    rows = []
-    for r in rendered:
-        ids = lm._encode(lm.render_chat(r.messages), special=not lm._has_template) if r.rendering == "chat" \
-            else lm._encode(r.text)
-        use_schema = exp.synthesis.structured_output and r.parse == "json"
-        rows.append((ids, tuple(r.stop), use_schema))
-    per_row = [SamplingParams.model_validate({**params.model_dump(), "seed": 7, "stop": stop,
-                                              **({"json_schema": schema} if s else {})}) for _, stop, s in rows]
+    rows, per_row = encoded_rows(exp, lm, plan, seed_df, pool, params, schema)
 
     def ours():
         gens = lm._generate([ids for ids, _, _ in rows], per_row, ())

@@ -56,26 +56,16 @@ def per_row_counts(lm, counts) -> list[dict]:
 
 
 def real_decoding(teacher_name: str, n_rows: int, repeats: int) -> tuple[object, dict]:
-    from bench_decoding import teacher_inputs
+    from bench_decoding import encoded_rows, teacher_inputs
 
     from pgscore.models import load_model
-    from pgscore.models.base import SamplingParams
     from pgscore.models.head import ENV
-    from pgscore.synthesis.stage import render_rows
 
     exp, teacher, plan, seed_df, pool, params, schema = teacher_inputs(ROOT / "examples" / "quickstart.yaml",
                                                                        teacher_name)
     lm = load_model(teacher.model)
-    rendering = "chat" if lm.has_chat_template else "completion"
-    rendered = [r for r in render_rows(plan, seed_df, pool, exp.synthesis, rendering) if not isinstance(r, str)]
-    rows, per_row = [], []
-    for r in rendered[:n_rows]:
-        ids = lm._encode(lm.render_chat(r.messages), special=not lm._has_template) if r.rendering == "chat" \
-            else lm._encode(r.text)
-        use_schema = exp.synthesis.structured_output and r.parse == "json"
-        rows.append(ids)
-        per_row.append(SamplingParams.model_validate({**params.model_dump(), "seed": 7, "stop": tuple(r.stop),
-                                                      **({"json_schema": schema} if use_schema else {})}))
+    encoded, per_row = encoded_rows(exp, lm, plan, seed_df, pool, params, schema, limit=n_rows)
+    rows = [ids for ids, _, _ in encoded]
 
     def run(on: bool):
         os.environ[ENV] = "1" if on else "0"

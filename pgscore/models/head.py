@@ -5,12 +5,12 @@ by the whole output embedding. For 3 to 15 rows, MKL's float32 ``sgemm`` takes a
 about a full read of the weight per row when the output dimension is large: on the project's 2-core Intel
 Xeon (AVX-512, no bf16), Gemma 3's 262k x 640 head took 120 ms at 12 rows against 27 ms at 1 and 58 ms at
 16. Multiplying the same rows by slices of 512 vocabulary rows (``torch.mm`` into slices of one output
-tensor) took 61 ms at 12 rows (docs/performance.md, "LM head for a few rows"). Each logit is the same dot product over the hidden size, only the order in which
-output columns are visited changes: with the vocabulary in whole slices (both embedded models: 49,152 and
-262,144 tokens) every logit was bit-identical to ``F.linear``'s at every row count (tests/test_head.py), so
-sampled texts do not change; a last, narrower slice may take another MKL kernel and agree to float32
-rounding only.
-``benchmarks/bench_head.py`` measures it per row count and on the quickstart's real decoding.
+tensor) took 61 ms at 12 rows (docs/performance.md, "LM head for a few rows"). Each logit is the same dot
+product over the hidden size, only the order in which output columns are visited changes: with the
+vocabulary in whole slices (both embedded models: 49,152 and 262,144 tokens) every logit was bit-identical
+to ``F.linear``'s at every row count (tests/test_head.py), so sampled texts do not change; a last, narrower
+slice may take another MKL kernel and agree to float32 rounding only. ``benchmarks/bench_head.py`` measures
+it per row count and on the quickstart's real decoding.
 
 Only float32 CPU inputs with ``MIN_ROWS``..``MAX_ROWS`` rows and an output of at least ``MIN_VOCAB``, in a
 torch built with MKL, take the sliced path (where it was measured to win); everything else is ``F.linear``.
